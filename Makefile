@@ -1,0 +1,56 @@
+# image2model — the two commands: `make run` (serve it) and `make test` (check it).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+# The test suite runs against real services (see README).
+TEST_DATABASE_URL ?= postgres://postgres@localhost:5432/image2model
+TEST_REDIS_URL ?= redis://localhost:6379/0
+TEST_ENV := DJANGO_ENV=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	REDIS_PREFIX=image2model-test DATA_DIR=$(CURDIR)/var/test
+
+.PHONY: run test lint fmt install install-dev bench clean help
+
+help:
+	@echo "make run    set up and serve on http://$(HOST):$(PORT)/ (SQLite, in-process workers)"
+	@echo "make test   install dev tools and run the suite against PostgreSQL and Redis"
+	@echo "make lint   ruff and the import-linter contracts"
+	@echo "make fmt    format the code"
+
+$(VENV)/.runtime-installed: requirements.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade pip
+	$(PIP) install --quiet -r requirements.txt
+	@touch $@
+
+$(VENV)/.dev-installed: requirements-dev.txt $(VENV)/.runtime-installed
+	$(PIP) install --quiet -r requirements-dev.txt
+	@touch $@
+
+install: $(VENV)/.runtime-installed
+install-dev: $(VENV)/.dev-installed
+
+run: $(VENV)/.runtime-installed
+	$(PY) manage.py migrate --noinput
+	@$(PY) manage.py ensure_admin --url http://$(HOST):$(PORT)/
+	@echo "Serving image2model on http://$(HOST):$(PORT)/  (embedded mode; Ctrl+C stops)"
+	$(VENV)/bin/daphne --bind $(HOST) --port $(PORT) image2model.asgi:application
+
+test: $(VENV)/.dev-installed
+	@$(TEST_ENV) $(PY) scripts/check_services.py
+	$(TEST_ENV) $(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+
+fmt: $(VENV)/.dev-installed
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+clean:
+	rm -rf $(VENV) var

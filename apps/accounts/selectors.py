@@ -1,0 +1,34 @@
+"""Reads of the accounts app: the public read API for other apps."""
+
+from __future__ import annotations
+
+from apps.accounts.keys import key_split, secret_matches
+from apps.accounts.models import ApiKey
+from apps.core.errors import NotAuthenticated
+
+__all__ = ["api_key_authenticate", "api_key_list_for_owner"]
+
+# Compared against when the prefix is unknown, so a miss costs the same time as a hit.
+_DUMMY_HASH = "0" * 64
+
+
+def api_key_authenticate(key: str) -> ApiKey:
+    """The active key for ``key``; raises NotAuthenticated with a message saying why not."""
+    parts = key_split(key.strip())
+    if parts is None:
+        raise NotAuthenticated("Invalid API key")
+    prefix, secret = parts
+    api_key = ApiKey.objects.select_related("owner").filter(prefix=prefix).first()
+    if not secret_matches(secret, api_key.secret_hash if api_key else _DUMMY_HASH):
+        raise NotAuthenticated("Invalid API key")
+    if api_key.is_revoked:
+        raise NotAuthenticated("API key has been revoked")
+    if api_key.is_expired:
+        raise NotAuthenticated("API key has expired")
+    if not api_key.owner.is_active:
+        raise NotAuthenticated("Invalid API key")
+    return api_key
+
+
+def api_key_list_for_owner(*, owner) -> list[ApiKey]:
+    return list(ApiKey.objects.filter(owner=owner, revoked_at__isnull=True).order_by("-created_at"))

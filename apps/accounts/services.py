@@ -1,0 +1,56 @@
+"""Writes of the accounts app: its public write API."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from apps.accounts.keys import key_generate
+from apps.accounts.models import ApiKey
+
+__all__ = ["api_key_create", "api_key_revoke", "api_key_touch"]
+
+DEFAULT_SCOPES = [ApiKey.Scope.GENERATE, ApiKey.Scope.READ]
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@transaction.atomic
+def api_key_create(
+    *,
+    owner,
+    name: str,
+    scopes: list[str] | None = None,
+    expires_at: datetime | None = None,
+    rate_limit_per_minute: int | None = None,
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the full secret key, which is never stored."""
+    full_key, prefix, secret_hash = key_generate()
+    api_key = ApiKey.objects.create(
+        owner=owner,
+        name=name,
+        prefix=prefix,
+        secret_hash=secret_hash,
+        scopes=[str(scope) for scope in (scopes or DEFAULT_SCOPES)],
+        expires_at=expires_at,
+        rate_limit_per_minute=rate_limit_per_minute,
+    )
+    return api_key, full_key
+
+
+def api_key_touch(*, api_key: ApiKey) -> None:
+    """Record use, at most once a minute per key, so busy keys do not write on every request."""
+    now = timezone.now()
+    if api_key.last_used_at and now - api_key.last_used_at < LAST_USED_RESOLUTION:
+        return
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    api_key.last_used_at = now
+
+
+def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
+    """Revoke a key now; it stops working at once."""
+    if api_key.revoked_at is None:
+        api_key.revoked_at = timezone.now()
+        api_key.save(update_fields=["revoked_at", "updated_at"])
+    return api_key

@@ -1,0 +1,14 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.shortcuts import render
+
+
+def health(request: HttpRequest) -> JsonResponse:
+    """The old service's plain probe (used by Docker health checks)."""
+    return JsonResponse({"status": "healthy", "service": settings.SERVICE_NAME})
+
+
+def home(request: HttpRequest):
+    return render(request, "console/home.html")

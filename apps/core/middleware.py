@@ -1,0 +1,114 @@
+"""Request ids, v1 trailing-slash redirects and the v1 error envelope for every error."""
+
+from __future__ import annotations
+
+import json
+
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
+from django.urls import Resolver404, resolve
+
+from apps.core.errors import error_envelope, status_phrase
+from apps.core.request_id import request_id_from_header, reset_request_id, set_request_id
+
+API_PREFIX = "/api/"
+
+
+class RequestIdMiddleware:
+    """Accepts a well-formed ``X-Request-ID`` or makes one; echoes it on the response."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request_id = request_id_from_header(request.headers.get("X-Request-ID"))
+        request.request_id = request_id
+        token = set_request_id(request_id)
+        try:
+            response = self.get_response(request)
+        finally:
+            reset_request_id(token)
+        response["X-Request-ID"] = request_id
+        return response
+
+
+class TemporaryRedirectPreservingMethod(HttpResponseRedirect):
+    status_code = 307
+
+
+class ApiTrailingSlashMiddleware:
+    """``POST /api/v1/upload`` → 307 to ``/api/v1/upload/``, as the old service did.
+
+    Django's APPEND_SLASH answers 301, which turns a POST into a GET; 307 keeps the method and
+    the body, so old clients that call the slash-less form keep working.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        slashless = path.startswith(API_PREFIX) and not path.endswith("/")
+        if slashless and not _resolves(path) and _resolves(path + "/"):
+            query = request.META.get("QUERY_STRING", "")
+            target = request.path + "/" + (f"?{query}" if query else "")
+            return TemporaryRedirectPreservingMethod(target)
+        return self.get_response(request)
+
+
+def _resolves(path: str) -> bool:
+    try:
+        resolve(path)
+    except Resolver404:
+        return False
+    return True
+
+
+class ApiErrorEnvelopeMiddleware:
+    """Every error under ``/api/v1/`` answers in the envelope, including 404 and 405.
+
+    Endpoints render their own errors; this catches the ones Django answers before reaching an
+    endpoint (unknown path, wrong method, CSRF) and replaces their HTML with the envelope.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path_info.startswith("/api/v1/") or response.status_code < 400:
+            return response
+        if response.get("Content-Type", "").startswith("application/json"):
+            return response
+        message = _plain_message(response)
+        details = {}
+        if response.status_code >= 500:
+            message = "An unexpected error occurred. Please try again later."
+            details = {"request_path": request.path, "request_method": request.method}
+        enveloped = JsonResponse(
+            error_envelope(
+                status_code=response.status_code,
+                message=message,
+                error_code="INTERNAL_SERVER_ERROR" if response.status_code >= 500 else None,
+                details=details,
+            ),
+            status=response.status_code,
+        )
+        for header in ("Allow", "Retry-After", "X-Request-ID"):
+            if header in response:
+                enveloped[header] = response[header]
+        return enveloped
+
+
+def _plain_message(response: HttpResponse) -> str:
+    if response.status_code == 404:
+        return "Not Found"
+    if response.status_code == 405:
+        return "Method Not Allowed"
+    content = getattr(response, "content", b"")
+    try:
+        data = json.loads(content)
+        if isinstance(data, dict) and isinstance(data.get("detail"), str):
+            return data["detail"]
+    except (ValueError, TypeError):
+        pass
+    return status_phrase(response.status_code)

@@ -1,0 +1,31 @@
+"""Dramatiq actors of the jobs app: thin (string ids in), they call the pipeline.
+
+Dramatiq's defaults (10-minute limit, 20 retries over days) are wrong for paid, slow
+generation, so every option is explicit. Only transient faults come back as exceptions; the
+pipeline ends every other failure in a terminal state itself.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from django.conf import settings
+
+from apps.jobs import pipeline
+
+GENERATION_QUEUE = "generation"
+
+
+def _retry_transient(retries: int, exception: BaseException) -> bool:
+    return isinstance(exception, pipeline.TransientJobError) and retries < settings.JOB_MAX_RETRIES
+
+
+@dramatiq.actor(
+    queue_name=GENERATION_QUEUE,
+    time_limit=settings.JOB_TIME_LIMIT_SECONDS * 1000,
+    retry_when=_retry_transient,
+    min_backoff=2_000,
+    max_backoff=120_000,
+    max_age=24 * 3600 * 1000,
+)
+def job_run(job_id: str) -> None:
+    pipeline.job_run(job_id=job_id)

@@ -1,0 +1,123 @@
+"""Recording job changes as JobEvents, and pushing them to the channel layer after commit.
+
+Every change of a job's state goes through :func:`job_change`: the row update and its event are
+written in one transaction, so the event log and the row never disagree. The push to the
+channel layer is only a wake-up for live streams; streams read the events from the table.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.jobs.models import Job, JobEvent
+from apps.uploads.services import batch_event_seq_next
+
+logger = logging.getLogger("image2model.jobs")
+
+EVENT_MESSAGE_TYPE = "job.event"
+
+
+def job_group(job_id) -> str:
+    return f"job-{_hex(job_id)}"
+
+
+def batch_group(batch_id) -> str:
+    return f"batch-{_hex(batch_id)}"
+
+
+def _hex(value) -> str:
+    return value.hex if hasattr(value, "hex") else str(value).replace("-", "")
+
+
+def job_snapshot(job: Job) -> dict[str, Any]:
+    """What a stream shows of one job at one moment."""
+    return {
+        "job_id": str(job.id),
+        "batch_id": str(job.batch_id),
+        "file_id": str(job.source_image_id),
+        "filename": job.source_image.original_filename,
+        "status": job.status,
+        "stage": job.stage,
+        "progress": job.progress,
+        "queue_position": job.queue_position,
+        "message": job.message,
+        "error_code": job.error_code or None,
+        "error": job.error_message or None,
+        "attempts": job.attempts,
+        "generator": job.generator,
+        "updated_at": job.updated_at.isoformat(),
+    }
+
+
+def job_change(
+    job_id, *, changes: dict[str, Any], event_type: str = "status", only_if: Q | None = None
+) -> Job | None:
+    """Apply ``changes`` to the job and append an event; None when ``only_if`` did not match.
+
+    The batch row is locked first (for its event sequence), then the job row: every writer
+    takes the two locks in that order, so concurrent workers of one batch cannot deadlock.
+    """
+    batch_id = Job.objects.values_list("batch_id", flat=True).get(pk=job_id)
+    with transaction.atomic():
+        batch_seq = batch_event_seq_next(batch_id=batch_id)
+        rows = Job.objects.filter(pk=job_id)
+        if only_if is not None:
+            rows = rows.filter(only_if)
+        updated = rows.update(**changes, event_seq=F("event_seq") + 1, updated_at=timezone.now())
+        if not updated:
+            transaction.set_rollback(True)
+            return None
+        job = Job.objects.select_related("source_image").get(pk=job_id)
+        event = JobEvent.objects.create(
+            job=job,
+            batch_id=batch_id,
+            seq=job.event_seq,
+            batch_seq=batch_seq,
+            type=event_type,
+            payload=job_snapshot(job),
+        )
+        transaction.on_commit(lambda: event_push(event))
+    return job
+
+
+def job_events_record_created(jobs: list[Job]) -> None:
+    """The first event of freshly created jobs (inside the creating transaction)."""
+    for job in jobs:
+        batch_seq = batch_event_seq_next(batch_id=job.batch_id)
+        Job.objects.filter(pk=job.pk).update(event_seq=1)
+        job.event_seq = 1
+        event = JobEvent.objects.create(
+            job=job,
+            batch_id=job.batch_id,
+            seq=1,
+            batch_seq=batch_seq,
+            type="created",
+            payload=job_snapshot(job),
+        )
+        transaction.on_commit(lambda event=event: event_push(event))
+
+
+def event_push(event: JobEvent) -> None:
+    """Wake the streams of the event's job and batch. A lost push loses nothing."""
+    message = {
+        "type": EVENT_MESSAGE_TYPE,
+        "job_id": str(event.job_id),
+        "batch_id": str(event.batch_id),
+        "seq": event.seq,
+        "batch_seq": event.batch_seq,
+    }
+    try:
+        layer = get_channel_layer()
+        if layer is None:
+            return
+        async_to_sync(layer.group_send)(job_group(event.job_id), message)
+        async_to_sync(layer.group_send)(batch_group(event.batch_id), message)
+    except Exception:  # a push is a hint: Redis trouble must never fail a job
+        logger.warning("could not push event %s of job %s", event.seq, event.job_id, exc_info=True)

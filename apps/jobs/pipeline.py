@@ -1,0 +1,301 @@
+"""Worker-side use cases: run one job from claim to a terminal state, and reap stale jobs.
+
+No transaction is held while a generator runs; each state change is its own short
+transaction (``events.job_change``). The pipeline never imports services or actors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import close_old_connections, connection, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+from dramatiq.middleware import TimeLimitExceeded
+
+from apps.jobs.events import job_change
+from apps.jobs.models import Artifact, Job
+from apps.jobs.providers import generator_get
+from apps.jobs.providers.base import GenerationCanceled, GenerationError, Output, RunContext
+
+logger = logging.getLogger("image2model.jobs")
+
+PROGRESS_MIN_INTERVAL_SECONDS = 0.25
+CANCEL_CHECK_INTERVAL_SECONDS = 1.0
+
+
+class TransientJobError(Exception):
+    """Raised to the actor so Dramatiq retries the message later, with backoff."""
+
+
+def job_claim(job_id) -> Job | None:
+    """Take a queued job (or one whose worker died) for this worker; None if not ours to run.
+
+    The conditional UPDATE makes a redelivered or duplicate message a no-op while the first
+    worker is alive and beating.
+    """
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS)
+    return job_change(
+        job_id,
+        changes={
+            "status": Job.Status.RUNNING,
+            "stage": "starting",
+            "progress": 0,
+            "started_at": now,
+            "heartbeat_at": now,
+            "attempts": F("attempts") + 1,
+            "error_code": "",
+            "error_message": "",
+            "message": "",
+        },
+        only_if=Q(status=Job.Status.QUEUED, cancel_requested=False)
+        | Q(status=Job.Status.RUNNING, heartbeat_at__lt=stale),
+    )
+
+
+def job_run(*, job_id: str) -> None:
+    """Run one job to a terminal state (or back to queued for a retry of a transient fault)."""
+    job = job_claim(job_id)
+    if job is None:
+        logger.info("job %s is not claimable (done, canceled or running elsewhere)", job_id)
+        return
+    try:
+        with _heartbeat(job.id):
+            outputs = _generate(job)
+        close_old_connections_outside_atomic()
+        _store_outputs(job, outputs)
+    except GenerationCanceled:
+        job_finish(job.id, status=Job.Status.CANCELED, message="Canceled")
+    except GenerationError as error:
+        if error.transient and job.attempts < settings.JOB_MAX_RETRIES + 1:
+            _requeue(job, error)
+            raise TransientJobError(error.message) from error
+        job_fail(job.id, code=error.code, message=error.message)
+    except TimeLimitExceeded:
+        job_fail(job.id, code="GENERATION_TIMEOUT", message="Generation took too long.")
+    except Exception:
+        logger.exception("job %s failed unexpectedly", job.id)
+        job_fail(
+            job.id, code="INTERNAL_ERROR", message="Generation failed unexpectedly. Please retry."
+        )
+
+
+def _generate(job: Job) -> list[Output]:
+    generator = generator_get(job.generator)
+    if generator is None:
+        raise GenerationError("UNKNOWN_GENERATOR", f"Generator {job.generator!r} is not available.")
+    context = RunContext(
+        job_id=str(job.id),
+        progress=_ProgressReporter(job.id),
+        cancel_requested=_CancelCheck(job.id),
+    )
+    with _local_copy(job.source_image.file.name) as image_path:
+        return generator.run(image_path, job.params, context)
+
+
+def _store_outputs(job: Job, outputs: list[Output]) -> None:
+    job_change(job.id, changes={"stage": "storing", "progress": 95}, event_type="progress")
+    stem = job.source_image.output_stem
+    for output in outputs:
+        suffix = "" if output.kind == Artifact.Kind.MODEL else f"-{output.kind}"
+        path = f"results/{job.batch_id}/{job.id}/{output.kind}.{output.format}"
+        default_storage.delete(path)  # a retried job overwrites its own earlier outputs
+        stored = default_storage.save(path, ContentFile(output.data))
+        Artifact.objects.update_or_create(
+            job=job,
+            kind=output.kind,
+            format=output.format,
+            defaults={
+                "filename": f"{stem}{suffix}.{output.format}",
+                "file": stored,
+                "size": len(output.data),
+                "sha256": hashlib.sha256(output.data).hexdigest(),
+                "content_type": output.content_type,
+                "expired_at": None,
+            },
+        )
+    job_finish(job.id, status=Job.Status.SUCCEEDED, message="Model ready")
+
+
+def job_finish(job_id, *, status: str, message: str = "") -> Job | None:
+    """End a running job in ``status`` (succeeded or canceled)."""
+    return job_change(
+        job_id,
+        changes={
+            "status": status,
+            "stage": "done" if status == Job.Status.SUCCEEDED else status,
+            "progress": 100 if status == Job.Status.SUCCEEDED else F("progress"),
+            "finished_at": timezone.now(),
+            "queue_position": None,
+            "message": message,
+        },
+        only_if=Q(status=Job.Status.RUNNING),
+    )
+
+
+def job_fail(job_id, *, code: str, message: str) -> Job | None:
+    """End a non-terminal job as failed, with a code and a message safe to show."""
+    return job_change(
+        job_id,
+        changes={
+            "status": Job.Status.FAILED,
+            "stage": "failed",
+            "finished_at": timezone.now(),
+            "error_code": code,
+            "error_message": message[:500],
+            "queue_position": None,
+            "message": "",
+        },
+        only_if=~Q(status__in=Job.TERMINAL),
+    )
+
+
+def _requeue(job: Job, error: GenerationError) -> None:
+    logger.warning("job %s: transient fault %s, will retry", job.id, error.code)
+    job_change(
+        job.id,
+        changes={
+            "status": Job.Status.QUEUED,
+            "stage": "retrying",
+            "heartbeat_at": None,
+            "message": f"Retrying after a temporary problem ({error.code})",
+        },
+        only_if=Q(status=Job.Status.RUNNING),
+    )
+
+
+def close_old_connections_outside_atomic() -> None:
+    # A long generator call can outlive the database's idle timeout; drop a dead connection
+    # before the next query instead of failing the job on it.
+    if not connection.in_atomic_block:
+        close_old_connections()
+
+
+class _ProgressReporter:
+    """Records progress as events, coalesced to a few per second; stage changes always pass."""
+
+    def __init__(self, job_id) -> None:
+        self.job_id = job_id
+        self.last_at = 0.0
+        self.last_stage = ""
+
+    def __call__(self, percent: int | None, stage: str, message: str) -> None:
+        now = time.monotonic()
+        if stage == self.last_stage and now - self.last_at < PROGRESS_MIN_INTERVAL_SECONDS:
+            return
+        self.last_at, self.last_stage = now, stage
+        changes = {"stage": stage[:20], "message": message[:200], "heartbeat_at": timezone.now()}
+        if percent is not None:
+            changes["progress"] = max(0, min(100, int(percent)))
+        job_change(
+            self.job_id,
+            changes=changes,
+            event_type="progress",
+            only_if=Q(status=Job.Status.RUNNING),
+        )
+
+
+class _CancelCheck:
+    """Answers "was this job canceled?", asking the database at most once a second."""
+
+    def __init__(self, job_id) -> None:
+        self.job_id = job_id
+        self.checked_at = 0.0
+        self.canceled = False
+
+    def __call__(self) -> bool:
+        now = time.monotonic()
+        if not self.canceled and now - self.checked_at >= CANCEL_CHECK_INTERVAL_SECONDS:
+            self.checked_at = now
+            self.canceled = Job.objects.filter(pk=self.job_id, cancel_requested=True).exists()
+        return self.canceled
+
+
+@contextmanager
+def _heartbeat(job_id) -> Iterator[None]:
+    """Touch ``heartbeat_at`` while the generator runs, so the reaper knows we are alive."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        try:
+            while not stop.wait(settings.JOB_HEARTBEAT_SECONDS):
+                Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).update(
+                    heartbeat_at=timezone.now()
+                )
+        except Exception:
+            logger.warning("heartbeat of job %s stopped", job_id, exc_info=True)
+        finally:
+            connection.close()
+
+    thread = threading.Thread(target=beat, name=f"heartbeat-{job_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+@contextmanager
+def _local_copy(name: str) -> Iterator[Path]:
+    """A local path of a stored file (the file itself on local storage, else a temp copy)."""
+    try:
+        yield Path(default_storage.path(name))
+        return
+    except NotImplementedError:
+        pass
+    with tempfile.TemporaryDirectory() as folder:
+        target = Path(folder) / Path(name).name
+        with default_storage.open(name) as source, open(target, "wb") as copy:
+            shutil.copyfileobj(source, copy)
+        yield target
+
+
+def jobs_reap_stale(*, stale_after: timedelta, requeue) -> dict[str, int]:
+    """Fail, or re-queue once, running jobs whose heartbeat stopped; re-send stuck queued jobs.
+
+    ``requeue(job_id)`` sends the job's message again (the caller owns the actor). Sending a
+    duplicate is harmless: the claim lets only one worker run a job.
+    """
+    cutoff = timezone.now() - stale_after
+    counts = {"failed": 0, "requeued": 0, "resent": 0}
+    stale_running = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
+    for job_id, requeued_before in stale_running.values_list("id", "requeued_by_reaper"):
+        if requeued_before:
+            if job_fail(job_id, code="WORKER_LOST", message="The worker running this job stopped."):
+                counts["failed"] += 1
+            continue
+        changed = job_change(
+            job_id,
+            changes={
+                "status": Job.Status.QUEUED,
+                "stage": "requeued",
+                "requeued_by_reaper": True,
+                "heartbeat_at": None,
+                "message": "Re-queued after its worker stopped",
+            },
+            only_if=Q(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff),
+        )
+        if changed:
+            transaction.on_commit(lambda job_id=job_id: requeue(job_id))
+            counts["requeued"] += 1
+    stuck_queued = Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=cutoff)
+    for job_id in stuck_queued.values_list("id", flat=True):
+        # Touching updated_at resends a long-queued job at most once per stale period.
+        Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(updated_at=timezone.now())
+        requeue(job_id)
+        counts["resent"] += 1
+    return counts

@@ -1,0 +1,209 @@
+"""Writes of the jobs app: its public write API.
+
+Services create and change jobs; the work itself is enqueued on commit, so a worker never
+sees a job whose transaction has not committed.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.core.errors import InvalidInput, ServiceError
+from apps.jobs.actors import job_run as job_run_actor
+from apps.jobs.events import job_change, job_events_record_created
+from apps.jobs.models import Job
+from apps.jobs.pipeline import jobs_reap_stale
+from apps.jobs.providers import generator_default_id, generator_get, generators_all
+from apps.jobs.providers.base import Generator, ParameterError
+from apps.uploads import services as upload_services
+
+__all__ = [
+    "ParamsInvalid",
+    "batch_submit",
+    "generator_params_clean",
+    "job_cancel",
+    "job_generate",
+    "jobs_reap",
+    "jobs_requeue_queued",
+]
+
+logger = logging.getLogger("image2model.jobs")
+
+
+class ParamsInvalid(ServiceError):
+    """Parameters do not fit the generator's declaration (422, with the field)."""
+
+    status_code = 422
+    error_code = "VALIDATION_ERROR"
+
+
+def generator_params_clean(
+    *, generator_id: str | None, params: dict[str, Any], face_limit: int | None = None
+) -> tuple[Generator, dict[str, Any]]:
+    """Check the generator and its parameters against the declaration."""
+    generator = _generator_available(generator_id or generator_default_id())
+    values = dict(params)
+    if face_limit is not None:
+        declared = generator.param("face_limit")
+        if face_limit <= 0:
+            raise InvalidInput("face_limit must be a positive integer")
+        if declared is None:
+            raise InvalidInput(f"{generator.id} does not take a face_limit")
+        if declared.maximum is not None and face_limit > declared.maximum:
+            raise InvalidInput(
+                f"face_limit must be at most {int(declared.maximum)} for {generator.id}"
+            )
+        if declared.minimum is not None and face_limit < declared.minimum:
+            raise InvalidInput(
+                f"face_limit must be at least {int(declared.minimum)} for {generator.id}"
+            )
+        values["face_limit"] = face_limit
+    try:
+        return generator, generator.clean_params(values)
+    except ParameterError as error:
+        raise ParamsInvalid(
+            f"Invalid parameter {error.field}: {error.message}",
+            details={
+                "validation_errors": [
+                    {
+                        "field": f"params -> {error.field}",
+                        "message": error.message,
+                        "type": "value_error",
+                    }
+                ]
+            },
+        ) from None
+
+
+def _generator_available(generator_id: str) -> Generator:
+    generator = generator_get(generator_id)
+    if generator is None:
+        known = ", ".join(g.id for g in generators_all())
+        raise InvalidInput(f"Unknown model {generator_id!r}. Available models: {known}.")
+    available, reason = generator.availability()
+    if not available:
+        raise InvalidInput(f"Model {generator_id!r} is not available: {reason}")
+    return generator
+
+
+def batch_submit(
+    *,
+    owner,
+    files: list[upload_services.IncomingFile],
+    generator_id: str | None = None,
+    params: dict[str, Any] | None = None,
+    face_limit: int | None = None,
+    api_key=None,
+):
+    """Check and store the files, create the batch and one job per file, enqueue on commit."""
+    generator, cleaned = generator_params_clean(
+        generator_id=generator_id, params=params or {}, face_limit=face_limit
+    )
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            batch, images = upload_services.batch_create(
+                owner=owner,
+                files=files,
+                generator=generator.id,
+                params=cleaned,
+                api_key=api_key,
+                face_limit=face_limit,
+            )
+            stored = [image.file.name for image in images]
+            jobs = _jobs_create(batch=batch, images=images, generator=generator, params=cleaned)
+    except BaseException:
+        upload_services.batch_files_discard(stored)
+        raise
+    return batch, jobs
+
+
+def _jobs_create(*, batch, images, generator: Generator, params: dict[str, Any]) -> list[Job]:
+    jobs = Job.objects.bulk_create(
+        [
+            Job(
+                batch=batch,
+                source_image=image,
+                generator=generator.id,
+                params=params,
+                model=getattr(generator, "model", ""),
+                message="Waiting for a worker",
+            )
+            for image in images
+        ]
+    )
+    for job, image in zip(jobs, images, strict=True):
+        job.source_image = image
+    job_events_record_created(jobs)
+    for job in jobs:
+        transaction.on_commit(lambda job_id=str(job.id): job_run_actor.send(job_id))
+    return jobs
+
+
+def job_generate(
+    *,
+    owner,
+    image,
+    generator_id: str | None,
+    params: dict[str, Any],
+    face_limit: int | None = None,
+    api_key=None,
+) -> Job:
+    """Start one more job for an image already uploaded (in a new batch of its own)."""
+    generator, cleaned = generator_params_clean(
+        generator_id=generator_id, params=params, face_limit=face_limit
+    )
+    with transaction.atomic():
+        batch = upload_services.batch_create_for_image(
+            owner=owner,
+            image=image,
+            generator=generator.id,
+            params=cleaned,
+            api_key=api_key,
+            face_limit=face_limit,
+        )
+        (job,) = _jobs_create(batch=batch, images=[image], generator=generator, params=cleaned)
+    return job
+
+
+def job_cancel(*, job: Job) -> Job:
+    """Cancel a job: a queued one at once, a running one when its generator next checks."""
+    canceled = job_change(
+        job.id,
+        changes={
+            "status": Job.Status.CANCELED,
+            "stage": "canceled",
+            "message": "Canceled",
+            "finished_at": timezone.now(),
+            "cancel_requested": True,
+            "queue_position": None,
+        },
+        only_if=Q(status=Job.Status.QUEUED),
+    )
+    if canceled is None:
+        canceled = job_change(
+            job.id,
+            changes={"cancel_requested": True, "message": "Cancel requested"},
+            only_if=Q(status=Job.Status.RUNNING),
+        )
+    return canceled or job
+
+
+def jobs_reap(*, stale_after) -> dict[str, int]:
+    """Fail or re-queue jobs whose worker stopped beating; re-send long-queued ones."""
+    return jobs_reap_stale(
+        stale_after=stale_after, requeue=lambda job_id: job_run_actor.send(str(job_id))
+    )
+
+
+def jobs_requeue_queued() -> int:
+    """Send a message for every queued job (after an embedded restart lost its queue)."""
+    job_ids = list(Job.objects.filter(status=Job.Status.QUEUED).values_list("id", flat=True))
+    for job_id in job_ids:
+        job_run_actor.send(str(job_id))
+    return len(job_ids)

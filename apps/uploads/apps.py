@@ -1,0 +1,9 @@
+from __future__ import annotations
+
+from django.apps import AppConfig
+
+
+class UploadsConfig(AppConfig):
+    name = "apps.uploads"
+    label = "uploads"
+    default_auto_field = "django.db.models.BigAutoField"

@@ -1,0 +1,48 @@
+"""An upload handler that refuses oversize files and bodies while they stream in."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.core.files.uploadhandler import FileUploadHandler
+
+from apps.core.errors import PayloadTooLarge
+from apps.uploads.names import display_filename
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / (1024 * 1024):g} MB"
+
+
+class SizeLimitedUploadHandler(FileUploadHandler):
+    """Counts each file's bytes and stops at ``UPLOAD_MAX_FILE_SIZE`` with a 413.
+
+    It passes every chunk on unchanged, so Django's memory and temporary-file handlers (listed
+    after it) still store the file; only the counting is ours.
+    """
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        limit = settings.UPLOAD_MAX_FILE_SIZE * settings.UPLOAD_MAX_FILES + 1024 * 1024
+        if content_length and content_length > limit:
+            raise PayloadTooLarge(
+                f"Request body is too large: at most {settings.UPLOAD_MAX_FILES} files of "
+                f"{_megabytes(settings.UPLOAD_MAX_FILE_SIZE)} each are accepted."
+            )
+        return None
+
+    def new_file(self, *args, **kwargs):
+        super().new_file(*args, **kwargs)
+        self.received = 0
+
+    def receive_data_chunk(self, raw_data: bytes, start: int) -> bytes:
+        self.received += len(raw_data)
+        if self.received > settings.UPLOAD_MAX_FILE_SIZE:
+            name = display_filename(self.file_name or "")
+            raise PayloadTooLarge(
+                f"{name}: file is larger than the "
+                f"{_megabytes(settings.UPLOAD_MAX_FILE_SIZE)} limit.",
+                details={"errors": [{"filename": name, "error": "file too large"}]},
+            )
+        return raw_data
+
+    def file_complete(self, file_size: int):
+        return None

@@ -1,0 +1,154 @@
+"""Writes of the uploads app: its public write API.
+
+``batch_create`` checks every file before it writes anything, so a refused upload leaves no
+rows and no files. It must be called inside the caller's transaction (jobs creates the Jobs of
+the batch in the same one); if that transaction fails, the caller discards the stored files
+with ``batch_files_discard``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import IO, Any
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+from django.db.models import F
+
+from apps.core.errors import InvalidInput
+from apps.uploads.models import Batch, SourceImage
+from apps.uploads.names import display_filename, filename_problem, output_stem, unique_stems
+from apps.uploads.validation import ImageFacts, ImageRejected, image_inspect
+
+__all__ = [
+    "IncomingFile",
+    "batch_create",
+    "batch_create_for_image",
+    "batch_event_seq_next",
+    "batch_files_discard",
+    "source_image_path",
+]
+
+logger = logging.getLogger("image2model.uploads")
+
+
+@dataclass(frozen=True)
+class IncomingFile:
+    """One file as received: the client's name and a readable, seekable stream."""
+
+    name: str
+    stream: IO[bytes]
+
+
+def files_check(files: list[IncomingFile]) -> list[ImageFacts]:
+    """Check count, names and contents of every file; raise one InvalidInput listing all."""
+    if not files:
+        raise InvalidInput("No files provided")
+    if len(files) > settings.UPLOAD_MAX_FILES:
+        raise InvalidInput(
+            f"Too many files. Maximum allowed: {settings.UPLOAD_MAX_FILES}, received: {len(files)}"
+        )
+    facts, errors = [], []
+    for incoming in files:
+        shown = display_filename(incoming.name)
+        problem = filename_problem(incoming.name)
+        if problem is None:
+            try:
+                facts.append(image_inspect(incoming.stream, max_pixels=settings.UPLOAD_MAX_PIXELS))
+                continue
+            except ImageRejected as rejected:
+                problem = str(rejected)
+        errors.append({"filename": shown, "error": problem})
+    if errors:
+        message = "; ".join(f"{error['filename']}: {error['error']}" for error in errors)
+        raise InvalidInput(f"File validation failed: {message}", details={"errors": errors})
+    return facts
+
+
+def batch_create(
+    *,
+    owner,
+    files: list[IncomingFile],
+    generator: str,
+    params: dict[str, Any],
+    api_key=None,
+    face_limit: int | None = None,
+) -> tuple[Batch, list[SourceImage]]:
+    """Check and store the files, then create the Batch and its SourceImages."""
+    facts = files_check(files)
+    batch = Batch(
+        owner=owner, api_key=api_key, generator=generator, params=params, face_limit=face_limit
+    )
+    names = [display_filename(incoming.name) for incoming in files]
+    stems = unique_stems([output_stem(name) for name in names])
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            batch.save()
+            images = []
+            for position, (incoming, fact, name, stem) in enumerate(
+                zip(files, facts, names, stems, strict=True)
+            ):
+                image = SourceImage(
+                    batch=batch,
+                    position=position,
+                    original_filename=name,
+                    output_stem=stem,
+                    sha256=fact.sha256,
+                    content_type=fact.content_type,
+                    format=fact.format,
+                    width=fact.width,
+                    height=fact.height,
+                    size=fact.size,
+                )
+                incoming.stream.seek(0)
+                image.file.name = default_storage.save(
+                    source_image_path(batch.id, image.id, fact.extension), incoming.stream
+                )
+                stored.append(image.file.name)
+                images.append(image)
+            SourceImage.objects.bulk_create(images)
+    except BaseException:
+        batch_files_discard(stored)
+        raise
+    return batch, images
+
+
+def source_image_path(batch_id, image_id, extension: str) -> str:
+    return f"uploads/{batch_id}/{image_id}.{extension}"
+
+
+def batch_files_discard(paths: list[str]) -> None:
+    """Delete stored files of an upload that did not commit."""
+    for path in paths:
+        try:
+            default_storage.delete(path)
+        except OSError:
+            logger.warning("could not delete %s after a failed upload", path, exc_info=True)
+
+
+def batch_event_seq_next(*, batch_id) -> int:
+    """Next number of the batch's event sequence; call inside the event's transaction.
+
+    The row lock orders the events of one batch by commit, so a stream that replays "after
+    sequence N" never skips an event that committed late.
+    """
+    Batch.objects.filter(pk=batch_id).update(event_seq=F("event_seq") + 1)
+    return Batch.objects.filter(pk=batch_id).values_list("event_seq", flat=True).get()
+
+
+def batch_create_for_image(
+    *,
+    owner,
+    image: SourceImage,
+    generator: str,
+    params: dict[str, Any],
+    api_key=None,
+    face_limit: int | None = None,
+) -> Batch:
+    """A new batch for one more generation of an image the owner already uploaded."""
+    return Batch.objects.create(
+        owner=owner, api_key=api_key, generator=generator, params=params, face_limit=face_limit
+    )

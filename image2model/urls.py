@@ -1,0 +1,18 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.urls import include, path
+from django_prometheus import exports
+
+from apps.console import views as console_views
+from image2model.api import api_v1
+
+urlpatterns = [
+    path("", console_views.home, name="home"),
+    path("health", console_views.health, name="health"),
+    path("metrics", exports.ExportToDjangoView, name="metrics"),
+    path("api/v1/health/metrics", exports.ExportToDjangoView, name="api-v1-metrics"),
+    path("api/v1/", api_v1.urls),
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,89 @@
+"""Start the service the way the README does, in subprocesses on free ports, for tests."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def embedded_env(data_dir: Path) -> dict[str, str]:
+    """The environment of `make run`: no REDIS_URL, no DATABASE_URL."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("REDIS", "DATABASE", "DJANGO"))}
+    env.update({"DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"})
+    env.pop("BROKER_REDIS_URL", None)
+    env.pop("CACHE_REDIS_URL", None)
+    env.pop("CHANNELS_REDIS_URL", None)
+    return env
+
+
+def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(BIN / "python"), "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+class Server:
+    """A daphne process serving image2model.asgi on a free port."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = open(log_path, "wb")  # noqa: SIM115  closed in stop()
+        self.process = subprocess.Popen(
+            [
+                str(BIN / "daphne"),
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "image2model.asgi:application",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        self._wait_until_up(log_path)
+
+    def _wait_until_up(self, log_path: Path, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited:\n{log_path.read_text()}")
+            try:
+                httpx.get(f"{self.url}/health", timeout=1)
+                return
+            except httpx.TransportError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"server did not start:\n{log_path.read_text()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.log.close()

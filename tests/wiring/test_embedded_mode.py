@@ -1,0 +1,85 @@
+"""The embedded mode of `make run`: SQLite, in-process workers, no Redis, no PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import httpx
+import pytest
+import trimesh
+
+from tests.conftest import DATA
+from tests.servers import Server, embedded_env, manage
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory):
+    data_dir = tmp_path_factory.mktemp("embedded")
+    env = embedded_env(data_dir)
+    migrate = manage("migrate", "--noinput", env=env)
+    assert migrate.returncode == 0, migrate.stderr
+    admin = manage("ensure_admin", "--url", "http://127.0.0.1:8000/", env=env)
+    assert admin.returncode == 0, admin.stderr
+    server = Server(env, data_dir / "server.log")
+    yield server, env, admin.stdout, data_dir
+    server.stop()
+
+
+def test_it_says_how_to_sign_in(embedded):
+    _, _, first_run_output, data_dir = embedded
+    assert "Sign in at http://127.0.0.1:8000/accounts/login/ as user 'admin'" in first_run_output
+    password = (data_dir / "initial-admin-password").read_text().strip()
+    assert f"password '{password}'" in first_run_output
+
+
+def test_it_serves_health_and_the_home_page(embedded):
+    server, *_ = embedded
+    assert httpx.get(f"{server.url}/health").json()["status"] == "healthy"
+    home = httpx.get(f"{server.url}/")
+    assert home.status_code == 200
+    assert "Turn photos into 3D models" in home.text
+    css = httpx.get(f"{server.url}/static/css/site.css")
+    assert css.status_code == 200 and "--accent" in css.text
+
+
+def test_its_detailed_health_sees_the_in_process_workers(embedded):
+    server, *_ = embedded
+    for _ in range(50):
+        body = httpx.get(f"{server.url}/api/v1/health/detailed").json()
+        if body["components"]["workers"]["alive"]:
+            break
+        time.sleep(0.2)
+    assert body["mode"] == "embedded"
+    assert body["components"]["workers"]["status"] == "healthy"
+    assert body["components"]["database"]["engine"] == "sqlite"
+
+
+def test_an_upload_becomes_a_model_with_the_in_process_workers(embedded):
+    server, env, *_ = embedded
+    created = manage("create_api_key", "--user", "carol", "--name", "cli", "--create-user", env=env)
+    assert created.returncode == 0, created.stderr
+    headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    upload = httpx.post(
+        f"{server.url}/api/v1/upload/",
+        headers=headers,
+        files=[("files", ("chelsea.png", (DATA / "chelsea.png").read_bytes(), "image/png"))],
+        data={"face_limit": "2000"},
+        timeout=30,
+    )
+    assert upload.status_code == 200, upload.text
+    task_id = upload.json()["task_id"]
+    for _ in range(300):
+        status = httpx.get(
+            f"{server.url}/api/v1/status/tasks/{task_id}/status", headers=headers
+        ).json()
+        if status["status"] in {"completed", "failed"}:
+            break
+        time.sleep(0.2)
+    assert status["status"] == "completed", status
+    model = httpx.get(f"{server.url}{status['files'][0]['download_url']}", headers=headers)
+    assert model.headers["content-type"] == "model/gltf-binary"
+    mesh = trimesh.load(io.BytesIO(model.content), file_type="glb", force="mesh")
+    assert 0 < len(mesh.faces) <= 2000
