@@ -222,7 +222,11 @@ STORAGES = {
 
 # Uploads: files bigger than this go to a temporary file, so a batch never sits in memory.
 FILE_UPLOAD_MAX_MEMORY_SIZE = 256 * 1024
-FILE_UPLOAD_HANDLERS = ["apps.uploads.handlers.SizeLimitedUploadHandler"]
+FILE_UPLOAD_HANDLERS = [
+    "apps.uploads.handlers.SizeLimitedUploadHandler",  # counts and refuses; stores nothing
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 UPLOAD_MAX_FILES = env.int("UPLOAD_MAX_FILES", default=25)
 UPLOAD_MAX_FILE_SIZE = env.int("UPLOAD_MAX_FILE_SIZE", default=20 * 1024 * 1024)
 UPLOAD_MAX_PIXELS = env.int("UPLOAD_MAX_PIXELS", default=40_000_000)

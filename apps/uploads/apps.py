@@ -7,3 +7,8 @@ class UploadsConfig(AppConfig):
     name = "apps.uploads"
     label = "uploads"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from apps.uploads.handlers import refuse_unsafe_multipart_names
+
+        refuse_unsafe_multipart_names()

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import html
+
 from django.conf import settings
 from django.core.files.uploadhandler import FileUploadHandler
+from django.http.multipartparser import MultiPartParser
 
-from apps.core.errors import PayloadTooLarge
-from apps.uploads.names import display_filename
+from apps.core.errors import InvalidInput, PayloadTooLarge
+from apps.uploads.names import display_filename, filename_problem
 
 
 def _megabytes(size: int) -> str:
@@ -46,3 +49,29 @@ class SizeLimitedUploadHandler(FileUploadHandler):
 
     def file_complete(self, file_size: int):
         return None
+
+
+def refuse_unsafe_multipart_names() -> None:
+    """Refuse file names with path separators or control characters, naming the file.
+
+    Django's parser silently trims such names (``../../x.png`` becomes ``x.png``; ``..`` drops
+    the file), so the client never learns that its file was renamed or lost. Django offers no
+    hook between the raw name and the trimming, hence this small wrapper, installed once from
+    ``UploadsConfig.ready``.
+    """
+    if getattr(MultiPartParser.sanitize_file_name, "_image2model", False):
+        return
+    original = MultiPartParser.sanitize_file_name
+
+    def sanitize_file_name(self, file_name):
+        problem = filename_problem(html.unescape(file_name))
+        if problem is not None:
+            name = display_filename(file_name)
+            raise InvalidInput(
+                f"File validation failed: {name}: {problem}",
+                details={"errors": [{"filename": name, "error": problem}]},
+            )
+        return original(self, file_name)
+
+    sanitize_file_name._image2model = True
+    MultiPartParser.sanitize_file_name = sanitize_file_name

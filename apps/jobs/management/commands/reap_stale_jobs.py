@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 from django.conf import settings
@@ -23,10 +24,22 @@ class Command(BaseCommand):
             f"(default {settings.JOB_STALE_AFTER_SECONDS})",
         )
 
+        parser.add_argument("--loop", action="store_true", help="run again every --interval")
+        parser.add_argument("--interval", type=int, default=60, help="seconds between runs")
+
     def handle(self, *args, **options):
         if options["stale_after"] <= 0:
             raise CommandError("--stale-after must be a positive number of seconds.")
-        counts = jobs_reap(stale_after=timedelta(seconds=options["stale_after"]))
+        if options["interval"] <= 0:
+            raise CommandError("--interval must be a positive number of seconds.")
+        stale_after = timedelta(seconds=options["stale_after"])
+        while options["loop"]:
+            self.stdout.write(self._summary(jobs_reap(stale_after=stale_after)))
+            time.sleep(options["interval"])
+        return self._summary(jobs_reap(stale_after=stale_after))
+
+    @staticmethod
+    def _summary(counts: dict[str, int]) -> str:
         return (
             f"Reaped stale jobs: {counts['failed']} failed, {counts['requeued']} re-queued, "
             f"{counts['resent']} queued jobs re-sent."
