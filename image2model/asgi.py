@@ -10,14 +10,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "image2model.settings")
 django_asgi_app = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.urls import re_path  # noqa: E402
 
+from apps.core.websocket import AllowedHostsOrNoOriginValidator  # noqa: E402
+from apps.jobs.routing import http_routes, websocket_routes  # noqa: E402
 from image2model.embedded import embedded_workers_start  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(URLRouter([])),
+        # Streams first; everything else goes to Django (the catch-all Channels recommends).
+        "http": URLRouter([*http_routes, re_path(r"", django_asgi_app)]),
+        "websocket": AllowedHostsOrNoOriginValidator(URLRouter(websocket_routes)),
     }
 )
 

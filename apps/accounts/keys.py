@@ -7,6 +7,7 @@ import hmac
 import secrets
 
 KEY_TAG = "i2m"
+STREAM_TOKEN_SALT = "image2model.accounts.stream-token"  # noqa: S105  a salt, not a secret
 
 
 def key_generate() -> tuple[str, str, str]:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from apps.accounts.keys import key_split, secret_matches
+from apps.accounts.keys import STREAM_TOKEN_SALT, key_split, secret_matches
 from apps.accounts.models import ApiKey
 from apps.core.errors import NotAuthenticated
 
-__all__ = ["api_key_authenticate", "api_key_list_for_owner"]
+__all__ = ["api_key_authenticate", "api_key_list_for_owner", "stream_token_user"]
 
 # Compared against when the prefix is unknown, so a miss costs the same time as a hit.
 _DUMMY_HASH = "0" * 64
@@ -32,3 +32,18 @@ def api_key_authenticate(key: str) -> ApiKey:
 
 def api_key_list_for_owner(*, owner) -> list[ApiKey]:
     return list(ApiKey.objects.filter(owner=owner, revoked_at__isnull=True).order_by("-created_at"))
+
+
+def stream_token_user(token: str, *, resource: str, max_age: int):
+    """The active user a stream token was made for, if it is valid for ``resource``."""
+    from django.contrib.auth import get_user_model
+    from django.core import signing
+
+    try:
+        value = signing.TimestampSigner(salt=STREAM_TOKEN_SALT).unsign(token, max_age=max_age)
+    except signing.BadSignature:
+        return None
+    user_id, _, token_resource = value.partition("|")
+    if token_resource != resource:
+        return None
+    return get_user_model().objects.filter(pk=user_id, is_active=True).first()

@@ -7,10 +7,10 @@ from datetime import datetime, timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from apps.accounts.keys import key_generate
+from apps.accounts.keys import STREAM_TOKEN_SALT, key_generate
 from apps.accounts.models import ApiKey
 
-__all__ = ["api_key_create", "api_key_revoke", "api_key_touch"]
+__all__ = ["api_key_create", "api_key_revoke", "api_key_touch", "stream_token_sign"]
 
 DEFAULT_SCOPES = [ApiKey.Scope.GENERATE, ApiKey.Scope.READ]
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -54,3 +54,10 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at", "updated_at"])
     return api_key
+
+
+def stream_token_sign(*, user_id: int, resource: str) -> str:
+    """A short-lived token letting a browser EventSource or WebSocket read one resource."""
+    from django.core import signing
+
+    return signing.TimestampSigner(salt=STREAM_TOKEN_SALT).sign(f"{user_id}|{resource}")

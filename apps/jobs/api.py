@@ -8,6 +8,7 @@ from typing import Any
 from django.http import HttpRequest
 from ninja import File, Form, Router, Schema, UploadedFile
 
+from apps.accounts import services as account_services
 from apps.accounts.auth import ApiKeyOrSession
 from apps.core.errors import NotFound
 from apps.core.ids import parse_uuid
@@ -45,6 +46,8 @@ class BatchUploadOut(Schema):
     status: str
     message: str
     model: str
+    stream_url: str
+    websocket_url: str
 
 
 def _params_from_form(raw: str | None) -> dict[str, Any]:
@@ -79,6 +82,9 @@ def _upload(request: HttpRequest, files: list[UploadedFile], model, face_limit, 
         params=_params_from_form(params),
         face_limit=face_limit,
     )
+    token = account_services.stream_token_sign(
+        user_id=request.owner.pk, resource=f"batch:{batch.id}"
+    )
     uploaded = [
         {
             "file_id": str(job.source_image.id),
@@ -100,6 +106,8 @@ def _upload(request: HttpRequest, files: list[UploadedFile], model, face_limit, 
         "status": "uploaded",
         "message": "Files uploaded successfully, processing started",
         "model": batch.generator,
+        "stream_url": f"/api/v1/status/tasks/{batch.id}/stream?token={token}",
+        "websocket_url": f"/ws/batches/{batch.id}/?token={token}",
     }
 
 

@@ -7,6 +7,7 @@ channel layer is only a wake-up for live streams; streams read the events from t
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -43,6 +44,7 @@ def job_snapshot(job: Job) -> dict[str, Any]:
         "batch_id": str(job.batch_id),
         "file_id": str(job.source_image_id),
         "filename": job.source_image.original_filename,
+        "output_stem": job.source_image.output_stem,
         "status": job.status,
         "stage": job.stage,
         "progress": job.progress,
@@ -104,6 +106,39 @@ def job_events_record_created(jobs: list[Job]) -> None:
         transaction.on_commit(lambda event=event: event_push(event))
 
 
+_serving_loop: asyncio.AbstractEventLoop | None = None
+
+
+def serving_loop_register(loop: asyncio.AbstractEventLoop) -> None:
+    """Remember the server's event loop (consumers call this when a stream opens).
+
+    The in-memory channel layer of the embedded mode keeps asyncio queues bound to that loop;
+    a worker thread must hand its group_send to that loop instead of running its own.
+    """
+    global _serving_loop
+    _serving_loop = loop
+
+
+def _in_memory_send(layer, groups: list[str], message: dict) -> bool:
+    loop = _serving_loop
+    if loop is None or loop.is_closed() or type(layer).__name__ != "InMemoryChannelLayer":
+        return False
+
+    async def send_all() -> None:
+        for group in groups:
+            await layer.group_send(group, message)
+
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is loop:
+        loop.create_task(send_all())
+    else:
+        asyncio.run_coroutine_threadsafe(send_all(), loop).result(timeout=5)
+    return True
+
+
 def event_push(event: JobEvent) -> None:
     """Wake the streams of the event's job and batch. A lost push loses nothing."""
     message = {
@@ -116,6 +151,9 @@ def event_push(event: JobEvent) -> None:
     try:
         layer = get_channel_layer()
         if layer is None:
+            return
+        groups = [job_group(event.job_id), batch_group(event.batch_id)]
+        if _in_memory_send(layer, groups, message):
             return
         async_to_sync(layer.group_send)(job_group(event.job_id), message)
         async_to_sync(layer.group_send)(batch_group(event.batch_id), message)

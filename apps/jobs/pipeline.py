@@ -33,6 +33,7 @@ from apps.jobs.providers.base import GenerationCanceled, GenerationError, Output
 logger = logging.getLogger("image2model.jobs")
 
 PROGRESS_MIN_INTERVAL_SECONDS = 0.25
+GENERATOR_SHARE = 90  # percent of a job's progress bar that belongs to the generator
 CANCEL_CHECK_INTERVAL_SECONDS = 1.0
 
 
@@ -199,7 +200,9 @@ class _ProgressReporter:
         self.last_at, self.last_stage = now, stage
         changes = {"stage": stage[:20], "message": message[:200], "heartbeat_at": timezone.now()}
         if percent is not None:
-            changes["progress"] = max(0, min(100, int(percent)))
+            # The generator's 0-100 maps to 0-90: storing the outputs is the last stretch, so
+            # the job's progress never goes backwards.
+            changes["progress"] = round(max(0, min(100, percent)) * GENERATOR_SHARE / 100)
         job_change(
             self.job_id,
             changes=changes,

@@ -83,3 +83,28 @@ def test_an_upload_becomes_a_model_with_the_in_process_workers(embedded):
     assert model.headers["content-type"] == "model/gltf-binary"
     mesh = trimesh.load(io.BytesIO(model.content), file_type="glb", force="mesh")
     assert 0 < len(mesh.faces) <= 2000
+
+
+def test_live_progress_streams_with_the_in_process_workers(embedded):
+    from tests.sse import read_stream
+
+    server, env, *_ = embedded
+    created = manage("create_api_key", "--user", "erin", "--name", "sse", "--create-user", env=env)
+    headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    upload = httpx.post(
+        f"{server.url}/api/v1/upload/",
+        headers=headers,
+        timeout=30,
+        files=[
+            ("files", (name, (DATA / name).read_bytes(), "image/png"))
+            for name in ("coffee.png", "logo.png")
+        ],
+    )
+    events = read_stream(f"{server.url}{upload.json()['stream_url']}")
+    assert events[-1].name == "task_completed"
+    assert events[-1].data["result"]["successful_files"] == 2
+    assert {e.data["status"] for e in events if e.name == "file_update"} >= {
+        "queued",
+        "processing",
+        "completed",
+    }

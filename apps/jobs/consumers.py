@@ -1,0 +1,316 @@
+"""Live streams of job events: SSE (v1 contract) and WebSocket, both fed by the JobEvent log.
+
+Every stream starts from the database and only then listens: a group message is a wake-up to
+read the log again, and a slow poll covers a lost wake-up. Nothing is lost by a dropped push, a
+restart or a reconnect (SSE ``Last-Event-ID`` replays exactly what was missed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.http import AsyncHttpConsumer
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+from django.conf import settings
+from django.utils import timezone
+from prometheus_client import Gauge
+
+from apps.accounts import selectors as account_selectors
+from apps.core.errors import InvalidInput, NotAuthenticated, NotFound, ServiceError, error_envelope
+from apps.core.sse import SSE_HEADERS, sse_encode
+from apps.jobs import events, selectors
+from apps.jobs.streams import Feed, StreamEvent
+from apps.uploads import selectors as upload_selectors
+
+OPEN_STREAMS = Gauge("image2model_open_streams", "Streams open now", ["transport"])
+INVALID_ID = {
+    "batch": "Invalid task ID format. Expected UUID format.",
+    "job": "Invalid job ID format. Expected UUID format.",
+}
+
+
+@dataclass
+class StreamRequest:
+    kind: str  # "batch" or "job"
+    raw_id: str
+    headers: dict[str, str]
+    query: dict[str, str]
+    session_user: object
+
+
+def _request_from_scope(scope, kind: str, raw_id: str) -> StreamRequest:
+    headers = {k.decode("latin1").lower(): v.decode("latin1") for k, v in scope.get("headers", [])}
+    query = {k: v[-1] for k, v in parse_qs(scope.get("query_string", b"").decode()).items()}
+    return StreamRequest(kind, raw_id, headers, query, scope.get("user"))
+
+
+def _open_feed(request: StreamRequest) -> tuple[Feed, str]:
+    """Authorize and find the stream's batch or job (sync: database). Raises ServiceError."""
+    try:
+        object_id = uuid.UUID(request.raw_id)
+    except ValueError:
+        raise InvalidInput(INVALID_ID[request.kind]) from None
+    user = _user(request, f"{request.kind}:{object_id}")
+    if request.kind == "batch":
+        batch = upload_selectors.batch_get_for_owner(batch_id=object_id, owner=user)
+        if batch is None:
+            raise NotFound("Task not found")
+        return Feed(batch_id=str(batch.id)), events.batch_group(batch.id)
+    job = selectors.job_get_for_owner(job_id=object_id, owner=user)
+    if job is None:
+        raise NotFound("Job not found")
+    return Feed(batch_id=str(job.batch_id), job_id=str(job.id)), events.job_group(job.id)
+
+
+def _user(request: StreamRequest, resource: str):
+    authorization = request.headers.get("authorization", "").strip()
+    if authorization:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise NotAuthenticated("Not authenticated")
+        return account_selectors.api_key_authenticate(key.strip()).owner
+    if token := request.query.get("token"):
+        user = account_selectors.stream_token_user(
+            token, resource=resource, max_age=settings.STREAM_TOKEN_MAX_AGE_SECONDS
+        )
+        if user is None:
+            raise NotAuthenticated("Invalid or expired stream token")
+        return user
+    if request.session_user is not None and request.session_user.is_authenticated:
+        return request.session_user
+    raise NotAuthenticated("Not authenticated")
+
+
+def _last_event_id(request: StreamRequest) -> int:
+    raw = request.headers.get("last-event-id") or request.query.get("last_event_id") or "0"
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise InvalidInput("Last-Event-ID must be a whole number") from None
+
+
+def _timeout(request: StreamRequest) -> int:
+    raw = request.query.get("timeout", str(settings.STREAM_DEFAULT_TIMEOUT_SECONDS))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 86400:
+        raise ServiceError(
+            "Request validation failed",
+            status_code=422,
+            error_code="VALIDATION_ERROR",
+            details={
+                "validation_errors": [
+                    {
+                        "field": "query -> timeout",
+                        "message": "must be a whole number from 1 to 86400",
+                        "type": "value_error",
+                    }
+                ]
+            },
+        )
+    return value
+
+
+class _FeedStream:
+    """What SSE and WebSocket share: open the feed, read it again on every wake-up."""
+
+    transport = ""
+    feed: Feed
+    group: str | None = None
+    ticker: asyncio.Task | None = None
+    finished = False
+
+    async def open_stream(self, kind: str, raw_id: str) -> StreamRequest:
+        events.serving_loop_register(asyncio.get_running_loop())
+        request = _request_from_scope(self.scope, kind, raw_id)
+        self.feed, group = await database_sync_to_async(_open_feed)(request)
+        last_id = _last_event_id(request)
+        if last_id:
+            await database_sync_to_async(self.feed.replay_until)(last_id)
+        self.lock = asyncio.Lock()
+        self.group = group
+        await self.channel_layer.group_add(group, self.channel_name)
+        OPEN_STREAMS.labels(self.transport).inc()
+        return request
+
+    async def read_feed(self) -> None:
+        async with self.lock:
+            if self.finished:
+                return
+            if not self.feed.done:
+                for event in await database_sync_to_async(self.feed.load)():
+                    await self.emit(event)
+            if self.feed.done:  # also when a replay found the client had everything
+                self.finished = True
+                await self.finish()
+
+    async def job_event(self, message) -> None:  # group message "job.event": a wake-up
+        await self.read_feed()
+
+    async def __call__(self, scope, receive, send):
+        # However the instance ends (disconnect, StopConsumer, or the server cancelling it once
+        # the response is complete), it leaves its group and stops its ticker.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await asyncio.shield(self.leave())
+
+    async def leave(self) -> None:
+        if self.ticker is not None:
+            if self.ticker is not asyncio.current_task():
+                self.ticker.cancel()
+            self.ticker = None
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+            OPEN_STREAMS.labels(self.transport).dec()
+
+    async def emit(self, event: StreamEvent) -> None:
+        raise NotImplementedError
+
+    async def finish(self) -> None:
+        raise NotImplementedError
+
+
+class EventStreamConsumer(_FeedStream, AsyncHttpConsumer):
+    """SSE: ``/api/v1/status/tasks/{id}/stream`` and ``/api/v1/status/jobs/{id}/stream``."""
+
+    transport = "sse"
+    kind = "batch"
+
+    async def http_request(self, message) -> None:
+        # The stock consumer stops as soon as handle() returns; a stream must stay open and
+        # keep receiving group messages, so handle() only sets the stream up.
+        if "body" in message:
+            self.body.append(message["body"])
+        if not message.get("more_body"):
+            await self.handle(b"".join(self.body))
+
+    async def handle(self, body: bytes) -> None:
+        raw_id = self.scope["url_route"]["kwargs"]["object_id"]
+        try:
+            request = await self.open_stream(self.kind, raw_id)
+            timeout = _timeout(request)
+        except ServiceError as error:
+            await self.leave()
+            await self.send_error(error)
+            raise StopConsumer() from None
+        await self.send_headers(status=200, headers=SSE_HEADERS)
+        self.task_id = str(self.feed.job_id or self.feed.batch_id)
+        await self.read_feed()
+        if not self.finished:
+            self.ticker = asyncio.create_task(self.tick(timeout))
+
+    async def send_error(self, error: ServiceError) -> None:
+        body = error_envelope(
+            status_code=error.status_code,
+            message=error.message,
+            error_code=error.code,
+            details=error.details,
+        )
+        await self.send_response(
+            error.status_code,
+            json.dumps(body).encode(),
+            headers=[(b"Content-Type", b"application/json")],
+        )
+
+    async def emit(self, event: StreamEvent) -> None:
+        await self.send_body(sse_encode(event.name, event.data, event.id), more_body=True)
+
+    async def finish(self) -> None:
+        await self.leave()
+        await self.send_body(b"", more_body=False)
+
+    async def tick(self, timeout: int) -> None:
+        """Heartbeats, the slow poll that covers lost wake-ups, and the timeout."""
+        started = last_beat = time.monotonic()
+        while True:
+            await asyncio.sleep(settings.STREAM_POLL_SECONDS)
+            await self.read_feed()
+            now = time.monotonic()
+            if self.finished:
+                return
+            if now - started >= timeout:
+                async with self.lock:
+                    await self.emit(
+                        StreamEvent(
+                            "connection_timeout",
+                            {
+                                "status": "timeout",
+                                "message": f"Stream closed after {timeout} seconds",
+                                "task_id": self.task_id,
+                                "timestamp": timezone.now().isoformat(),
+                            },
+                        )
+                    )
+                    self.finished = True
+                    await self.finish()
+                return
+            if now - last_beat >= settings.SSE_HEARTBEAT_SECONDS:
+                last_beat = now
+                async with self.lock:
+                    await self.emit(
+                        StreamEvent(
+                            "heartbeat",
+                            {
+                                "status": "heartbeat",
+                                "task_id": self.task_id,
+                                "timestamp": timezone.now().isoformat(),
+                            },
+                        )
+                    )
+
+    async def disconnect(self) -> None:
+        await self.leave()
+
+
+class JobEventStreamConsumer(EventStreamConsumer):
+    kind = "job"
+
+
+class EventSocketConsumer(_FeedStream, AsyncJsonWebsocketConsumer):
+    """WebSocket: ``/ws/batches/{id}/`` and ``/ws/jobs/{id}/``; the same events as JSON."""
+
+    transport = "websocket"
+    kind = "batch"
+
+    async def connect(self) -> None:
+        raw_id = self.scope["url_route"]["kwargs"]["object_id"]
+        try:
+            await self.open_stream(self.kind, raw_id)
+        except ServiceError as error:
+            await self.leave()
+            await self.close(code=4000 + error.status_code)  # 4403, 4404, 4400
+            return
+        await self.accept()
+        await self.read_feed()
+        if not self.finished:
+            self.ticker = asyncio.create_task(self.poll())
+
+    async def poll(self) -> None:
+        while not self.finished:
+            await asyncio.sleep(settings.STREAM_POLL_SECONDS)
+            await self.read_feed()
+
+    async def emit(self, event: StreamEvent) -> None:
+        await self.send_json({"event": event.name, "id": event.id, "data": event.data})
+
+    async def finish(self) -> None:
+        await self.leave()
+        await self.close(code=1000)
+
+    async def disconnect(self, code) -> None:
+        await self.leave()
+
+
+class JobEventSocketConsumer(EventSocketConsumer):
+    kind = "job"
