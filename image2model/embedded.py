@@ -9,6 +9,7 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+from datetime import timedelta
 
 import dramatiq
 from django.conf import settings
@@ -16,8 +17,10 @@ from django.utils.module_loading import autodiscover_modules
 
 logger = logging.getLogger("image2model.embedded")
 
+REAP_INTERVAL_SECONDS = 60
 _lock = threading.Lock()
 _worker: dramatiq.Worker | None = None
+_stop = threading.Event()
 
 
 def embedded_workers_start() -> dramatiq.Worker | None:
@@ -35,23 +38,42 @@ def embedded_workers_start() -> dramatiq.Worker | None:
             worker_timeout=200,
         )
         _worker.start()
-        atexit.register(_worker.stop, timeout=5_000)
-    # The in-memory queue died with the previous process: queued jobs get their message again.
-    threading.Thread(target=_requeue_queued, name="embedded-requeue", daemon=True).start()
+        atexit.register(_shutdown)
+    threading.Thread(target=_reaper, name="embedded-reaper", daemon=True).start()
     logger.info("embedded workers started (%d threads)", settings.EMBEDDED_WORKER_THREADS)
     return _worker
 
 
-def _requeue_queued() -> None:
+def _shutdown() -> None:
+    _stop.set()
+    if _worker is not None:
+        _worker.stop(timeout=5_000)
+
+
+def _reaper() -> None:
+    """Housekeeping the scheduler process does in the services mode.
+
+    At start, every running job belongs to a process that is gone (this is the only process)
+    and every queued job lost its in-memory message: reap all of them at once. Then look for
+    stale jobs every minute.
+    """
     from django.db import connection
 
-    from apps.jobs.services import jobs_requeue_queued
+    from apps.jobs.services import jobs_reap
 
-    try:
-        count = jobs_requeue_queued()
-        if count:
-            logger.info("re-sent %d queued jobs", count)
-    except Exception:
-        logger.warning("could not re-send queued jobs", exc_info=True)
-    finally:
-        connection.close()
+    first = True
+    while True:
+        try:
+            if first:
+                counts = jobs_reap(stale_after=timedelta(0), resend_after=timedelta(0))
+            else:
+                counts = jobs_reap(stale_after=timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS))
+            if any(counts.values()):
+                logger.info("reaped jobs: %s", counts)
+            first = False
+        except Exception:
+            logger.warning("embedded reaper failed; will try again", exc_info=True)
+        finally:
+            connection.close()
+        if _stop.wait(REAP_INTERVAL_SECONDS):
+            return

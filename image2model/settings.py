@@ -69,7 +69,8 @@ REDIS_PREFIX = env.str("REDIS_PREFIX", default="image2model")
 BROKER_REDIS_URL = env.str("BROKER_REDIS_URL", default=REDIS_URL)
 CHANNELS_REDIS_URL = env.str("CHANNELS_REDIS_URL", default=REDIS_URL)
 CACHE_REDIS_URL = env.str("CACHE_REDIS_URL", default=REDIS_URL)
-# Connect and read timeouts for every Redis client, so a dead Redis fails fast.
+# Connect and read timeouts of the cache and the broker connection (and health checks), so a
+# dead Redis fails fast instead of hanging a request.
 REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=2.0)
 
 INSTALLED_APPS = [
@@ -145,7 +146,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+    # Django advises against persistent connections under ASGI (each request may run in a
+    # different thread); workers keep theirs through DbConnectionsMiddleware.
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -236,7 +239,10 @@ DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES + 25  # refuse absurd counts bef
 
 # Jobs
 JOB_HEARTBEAT_SECONDS = env.int("JOB_HEARTBEAT_SECONDS", default=10)
-JOB_STALE_AFTER_SECONDS = env.int("JOB_STALE_AFTER_SECONDS", default=300)
+# A running job whose heartbeat is older than this is taken to have lost its worker.
+JOB_STALE_AFTER_SECONDS = env.int("JOB_STALE_AFTER_SECONDS", default=90)
+# A job queued this long gets its message sent again (in case the broker lost it).
+JOB_QUEUED_RESEND_SECONDS = env.int("JOB_QUEUED_RESEND_SECONDS", default=1800)
 JOB_TIME_LIMIT_SECONDS = env.int("JOB_TIME_LIMIT_SECONDS", default=30 * 60)
 JOB_MAX_RETRIES = env.int("JOB_MAX_RETRIES", default=3)
 FAL_KEY = env.str("FAL_KEY", default="")

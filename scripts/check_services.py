@@ -31,7 +31,7 @@ def main() -> int:
     if problems:
         print(
             "The test suite needs a running PostgreSQL and Redis (README, 'Running the tests'). "
-            "Start them, or point DATABASE_URL / REDIS_URL at running ones.",
+            "Start them, or point TEST_DATABASE_URL / TEST_REDIS_URL at running ones.",
             file=sys.stderr,
         )
         return 1

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import Http404, HttpRequest
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -56,6 +58,17 @@ def install_v1_error_handlers(api: NinjaAPI) -> None:
     @api.exception_handler(Http404)
     def not_found(request, exc):
         return reply(request, 404, "Not Found")
+
+    @api.exception_handler(SuspiciousOperation)
+    def request_refused(request, exc: SuspiciousOperation):
+        # Django's own request limits, raised while it parses the body.
+        if isinstance(exc, TooManyFilesSent):
+            return reply(
+                request, 400, f"Too many files. Maximum allowed: {settings.UPLOAD_MAX_FILES}"
+            )
+        if isinstance(exc, RequestDataTooBig):
+            return reply(request, 413, "Request body is too large")
+        return reply(request, 400, "Bad request")
 
     @api.exception_handler(Exception)
     def unexpected(request, exc):

@@ -15,7 +15,14 @@ from apps.jobs import pipeline
 GENERATION_QUEUE = "generation"
 
 
+# A job held by another worker is looked at again this many times (each after the stale
+# period) before the duplicate message is dropped; the reaper still covers the job.
+BUSY_RECHECKS = 10
+
+
 def _retry_transient(retries: int, exception: BaseException) -> bool:
+    if isinstance(exception, pipeline.JobBusy):
+        return retries < BUSY_RECHECKS
     return isinstance(exception, pipeline.TransientJobError) and retries < settings.JOB_MAX_RETRIES
 
 

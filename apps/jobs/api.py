@@ -111,7 +111,9 @@ def _upload(request: HttpRequest, files: list[UploadedFile], model, face_limit, 
     }
 
 
-@upload_router.post("/", response=BatchUploadOut, summary="Upload 1 to 25 images as one batch")
+@upload_router.post(
+    "/", response=BatchUploadOut, summary="Upload images (up to UPLOAD_MAX_FILES) as one batch"
+)
 def upload_batch(
     request: HttpRequest,
     files: File[list[UploadedFile]],

@@ -23,10 +23,11 @@ from django.core.files.storage import default_storage
 from django.db import close_old_connections, connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+from dramatiq import Retry
 from dramatiq.middleware import TimeLimitExceeded
 
 from apps.jobs.events import job_change
-from apps.jobs.models import Artifact, Job
+from apps.jobs.models import Artifact, Job, WorkerHeartbeat
 from apps.jobs.providers import generator_get
 from apps.jobs.providers.base import GenerationCanceled, GenerationError, Output, RunContext
 
@@ -37,8 +38,13 @@ GENERATOR_SHARE = 90  # percent of a job's progress bar that belongs to the gene
 CANCEL_CHECK_INTERVAL_SECONDS = 1.0
 
 
-class TransientJobError(Exception):
+class TransientJobError(Retry):
     """Raised to the actor so Dramatiq retries the message later, with backoff."""
+
+
+class JobBusy(Retry):
+    """Another worker holds the job. Look again once its heartbeat could have gone stale:
+    if that worker died, this message then takes the job over; if not, it is dropped."""
 
 
 def job_claim(job_id) -> Job | None:
@@ -71,7 +77,12 @@ def job_run(*, job_id: str) -> None:
     """Run one job to a terminal state (or back to queued for a retry of a transient fault)."""
     job = job_claim(job_id)
     if job is None:
-        logger.info("job %s is not claimable (done, canceled or running elsewhere)", job_id)
+        if Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).exists():
+            raise JobBusy(
+                f"job {job_id} is running elsewhere",
+                delay=(settings.JOB_STALE_AFTER_SECONDS + 5) * 1000,
+            )
+        logger.info("job %s is not claimable (finished or canceled)", job_id)
         return
     try:
         with _heartbeat(job.id):
@@ -267,7 +278,7 @@ def _local_copy(name: str) -> Iterator[Path]:
         yield target
 
 
-def jobs_reap_stale(*, stale_after: timedelta, requeue) -> dict[str, int]:
+def jobs_reap_stale(*, stale_after: timedelta, resend_after: timedelta, requeue) -> dict[str, int]:
     """Fail, or re-queue once, running jobs whose heartbeat stopped; re-send stuck queued jobs.
 
     ``requeue(job_id)`` sends the job's message again (the caller owns the actor). Sending a
@@ -295,10 +306,13 @@ def jobs_reap_stale(*, stale_after: timedelta, requeue) -> dict[str, int]:
         if changed:
             transaction.on_commit(lambda job_id=job_id: requeue(job_id))
             counts["requeued"] += 1
-    stuck_queued = Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=cutoff)
+    resend_cutoff = timezone.now() - resend_after
+    stuck_queued = Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=resend_cutoff)
     for job_id in stuck_queued.values_list("id", flat=True):
         # Touching updated_at resends a long-queued job at most once per stale period.
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(updated_at=timezone.now())
         requeue(job_id)
         counts["resent"] += 1
+    # Heartbeat rows of workers gone for a day only clutter the admin.
+    WorkerHeartbeat.objects.filter(last_seen__lt=timezone.now() - timedelta(days=1)).delete()
     return counts

@@ -7,8 +7,10 @@ sees a job whose transaction has not committed.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -29,7 +31,6 @@ __all__ = [
     "job_cancel",
     "job_generate",
     "jobs_reap",
-    "jobs_requeue_queued",
 ]
 
 logger = logging.getLogger("image2model.jobs")
@@ -194,16 +195,12 @@ def job_cancel(*, job: Job) -> Job:
     return canceled or job
 
 
-def jobs_reap(*, stale_after) -> dict[str, int]:
+def jobs_reap(*, stale_after: timedelta, resend_after: timedelta | None = None) -> dict[str, int]:
     """Fail or re-queue jobs whose worker stopped beating; re-send long-queued ones."""
+    if resend_after is None:
+        resend_after = timedelta(seconds=settings.JOB_QUEUED_RESEND_SECONDS)
     return jobs_reap_stale(
-        stale_after=stale_after, requeue=lambda job_id: job_run_actor.send(str(job_id))
+        stale_after=stale_after,
+        resend_after=resend_after,
+        requeue=lambda job_id: job_run_actor.send(str(job_id)),
     )
-
-
-def jobs_requeue_queued() -> int:
-    """Send a message for every queued job (after an embedded restart lost its queue)."""
-    job_ids = list(Job.objects.filter(status=Job.Status.QUEUED).values_list("id", flat=True))
-    for job_id in job_ids:
-        job_run_actor.send(str(job_id))
-    return len(job_ids)

@@ -193,3 +193,37 @@ def upload_raw(client, files):
     response = client.post("/api/v1/upload/", {"files": files})
     assert response.status_code == 200, response.content
     return response.json()
+
+
+def test_a_message_for_a_job_held_by_a_live_worker_comes_back_after_the_stale_period(
+    alice_api, broker, settings
+):
+    batch = upload(alice_api, ["chelsea.png"])
+    job = Job.objects.get(batch_id=batch["batch_id"])
+    Job.objects.filter(pk=job.pk).update(status="running", heartbeat_at=timezone.now())
+    with pytest.raises(pipeline.JobBusy) as busy:
+        pipeline.job_run(job_id=str(job.id))
+    assert busy.value.delay == (settings.JOB_STALE_AFTER_SECONDS + 5) * 1000
+    assert Job.objects.get(pk=job.pk).attempts == 0  # nothing was run
+
+
+def test_a_redelivered_message_takes_over_a_job_whose_worker_died(alice_api, broker, settings):
+    batch = upload(alice_api, ["chelsea.png"])
+    job = Job.objects.get(batch_id=batch["batch_id"])
+    stale = timezone.now() - timedelta(seconds=settings.JOB_STALE_AFTER_SECONDS + 1)
+    Job.objects.filter(pk=job.pk).update(status="running", heartbeat_at=stale, attempts=1)
+    pipeline.job_run(job_id=str(job.id))
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.attempts == 2
+    assert Artifact.objects.filter(job=job, kind="model").count() == 1
+
+
+def test_a_long_queued_job_gets_its_message_again(alice_api, broker, settings):
+    batch = upload(alice_api, ["chelsea.png"])
+    broker.flush_all()  # as if the broker had lost the message
+    long_ago = timezone.now() - timedelta(seconds=settings.JOB_QUEUED_RESEND_SECONDS + 1)
+    Job.objects.filter(batch_id=batch["batch_id"]).update(updated_at=long_ago)
+    out = io.StringIO()
+    call_command("reap_stale_jobs", stdout=out)
+    assert "1 queued jobs re-sent" in out.getvalue()
+    assert broker.client.llen(f"{broker.namespace}:generation") == 1

@@ -313,3 +313,12 @@ def test_params_in_range_are_kept_with_defaults_filled(alice_api, broker):
     assert response.status_code == 200
     params = Job.objects.get().params
     assert params["invert"] is True and params["face_limit"] == 20000
+
+
+def test_far_too_many_files_is_still_a_clear_400(alice_api, settings, nothing_stored):
+    # Past Django's own file-count guard (it refuses before parsing every part).
+    files = [
+        named(png_bytes(), f"f{i}.png") for i in range(settings.DATA_UPLOAD_MAX_NUMBER_FILES + 1)
+    ]
+    body = assert_envelope(post(alice_api, files), 400)
+    assert body["message"].startswith("Too many files. Maximum allowed:")

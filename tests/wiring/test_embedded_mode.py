@@ -108,3 +108,41 @@ def test_live_progress_streams_with_the_in_process_workers(embedded):
         "processing",
         "completed",
     }
+
+
+def test_a_job_orphaned_by_a_stopped_server_finishes_after_a_restart(embedded, tmp_path):
+    import sqlite3
+
+    server, env, _, data_dir = embedded
+    created = manage("create_api_key", "--user", "fay", "--name", "x", "--create-user", env=env)
+    headers = {"Authorization": f"Bearer {created.stdout.strip()}"}
+    upload = httpx.post(
+        f"{server.url}/api/v1/upload/",
+        headers=headers,
+        timeout=30,
+        files=[("files", ("rocket.jpg", (DATA / "rocket.jpg").read_bytes(), "image/jpeg"))],
+    ).json()
+    task = f"/api/v1/status/tasks/{upload['task_id']}/status"
+    for _ in range(100):
+        if httpx.get(f"{server.url}{task}", headers=headers).json()["status"] == "completed":
+            break
+        time.sleep(0.1)
+    server.stop()
+    # As if the process had died while running the job: it is left "running".
+    with sqlite3.connect(data_dir / "db.sqlite3") as db:
+        db.execute(
+            "UPDATE jobs_job SET status='running', stage='generating', progress=40"
+            " WHERE batch_id=?",
+            (upload["task_id"].replace("-", ""),),
+        )
+    restarted = Server(env, tmp_path / "restarted.log")
+    try:
+        for _ in range(100):
+            status = httpx.get(f"{restarted.url}{task}", headers=headers).json()
+            if status["status"] == "completed":
+                break
+            time.sleep(0.1)
+        assert status["status"] == "completed"
+        assert status["files"][0]["status"] == "completed"
+    finally:
+        restarted.stop()

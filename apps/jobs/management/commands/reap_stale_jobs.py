@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.db import close_old_connections
 
 from apps.jobs.services import jobs_reap
 
@@ -34,7 +35,11 @@ class Command(BaseCommand):
             raise CommandError("--interval must be a positive number of seconds.")
         stale_after = timedelta(seconds=options["stale_after"])
         while options["loop"]:
-            self.stdout.write(self._summary(jobs_reap(stale_after=stale_after)))
+            try:
+                self.stdout.write(self._summary(jobs_reap(stale_after=stale_after)))
+            except Exception as error:  # keep looping: the database may be restarting
+                self.stderr.write(f"reaping failed, will try again: {error}")
+                close_old_connections()
             time.sleep(options["interval"])
         return self._summary(jobs_reap(stale_after=stale_after))
 
