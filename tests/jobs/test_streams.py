@@ -360,3 +360,38 @@ def test_two_hundred_streams_all_end_and_leave_nothing_behind(
     metrics = httpx.get(f"{servers[0].url}/metrics").text
     assert 'image2model_open_streams{transport="sse"} 0.0' in metrics
     assert client.zcard(group_key) == 0  # every stream left the batch group
+
+
+async def _connect_and_drop(url: str, headers: dict, count: int) -> int:
+    limits = httpx.Limits(max_connections=100, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+
+        async def one() -> int:
+            async with client.stream("GET", url, headers=headers) as response:
+                async for _ in response.aiter_lines():
+                    break  # first line read: the stream is live; then hang up mid-stream
+            return response.status_code
+
+        statuses = await asyncio.gather(*(one() for _ in range(count)))
+    return statuses.count(200)
+
+
+def test_clients_that_hang_up_mid_stream_leave_nothing_behind(
+    servers, alice_api, alice_key, broker
+):
+    import time
+
+    batch = upload(alice_api, ["chelsea.png"])  # no worker: every stream stays open until dropped
+    url = f"{servers[1].url}/api/v1/status/tasks/{batch['task_id']}/stream"
+    connected = sum(asyncio.run(_connect_and_drop(url, bearer(alice_key), 100)) for _ in range(3))
+    assert connected == 300
+    metric = 'image2model_open_streams{transport="sse"} 0.0'
+    for _ in range(50):  # disconnects are processed asynchronously by the server
+        if metric in httpx.get(f"{servers[1].url}/metrics").text:
+            break
+        time.sleep(0.1)
+    assert metric in httpx.get(f"{servers[1].url}/metrics").text
+    client = redis.Redis.from_url(django_settings.CHANNELS_REDIS_URL)
+    batch_hex = batch["batch_id"].replace("-", "")
+    keys = client.keys(f"{django_settings.REDIS_PREFIX}:channels*group*batch-{batch_hex}")
+    assert all(client.zcard(key) == 0 for key in keys)
