@@ -182,6 +182,8 @@ if SERVICES_MODE:
             "namespace": f"{REDIS_PREFIX}:dramatiq",
             # A worker that stops beating for this long is dead: its messages are redelivered.
             "heartbeat_timeout": env.int("WORKER_HEARTBEAT_TIMEOUT_MS", default=60_000),
+            # Broker commands out of a million that also requeue dead workers' messages.
+            "maintenance_chance": env.int("BROKER_MAINTENANCE_CHANCE", default=1000),
             "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
         },
     }
@@ -272,3 +274,19 @@ SSE_HEARTBEAT_SECONDS = env.float("SSE_HEARTBEAT_SECONDS", default=15)
 STREAM_POLL_SECONDS = env.float("STREAM_POLL_SECONDS", default=5)
 STREAM_DEFAULT_TIMEOUT_SECONDS = env.int("STREAM_DEFAULT_TIMEOUT_SECONDS", default=3600)
 STREAM_TOKEN_MAX_AGE_SECONDS = env.int("STREAM_TOKEN_MAX_AGE_SECONDS", default=3600)
+
+# FAL.AI generators (available only when FAL_KEY is set)
+FAL_HTTP_TIMEOUT_SECONDS = env.float("FAL_HTTP_TIMEOUT_SECONDS", default=30)
+FAL_POLL_INTERVAL_SECONDS = env.float("FAL_POLL_INTERVAL_SECONDS", default=1.0)
+FAL_JOB_DEADLINE_SECONDS = env.int("FAL_JOB_DEADLINE_SECONDS", default=15 * 60)
+FAL_MAX_DOWNLOAD_BYTES = env.int("FAL_MAX_DOWNLOAD_BYTES", default=200 * 1024 * 1024)
+# Transient faults while polling or downloading are retried this many times in a row.
+FAL_POLL_RETRIES = env.int("FAL_POLL_RETRIES", default=5)
+FAL_RETRY_BASE_SECONDS = env.float("FAL_RETRY_BASE_SECONDS", default=0.5)  # doubles per retry
+# Where fal-client sends requests; only for a local fake FAL server in tests and demos.
+FAL_BASE_URL_OVERRIDE = env.str("FAL_BASE_URL_OVERRIDE", default="")
+# Fallback chain: "tripo3d=trellis,trellis=hunyuan3d" runs the right-hand generator when the
+# left-hand one is unavailable (its circuit is open).
+GENERATOR_FALLBACKS = env.dict("GENERATOR_FALLBACKS", default={})
+BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
+BREAKER_COOLDOWN_SECONDS = env.float("BREAKER_COOLDOWN_SECONDS", default=60)

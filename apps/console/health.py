@@ -79,9 +79,16 @@ def _disk_space() -> tuple[str, dict]:
 def _generators() -> tuple[str, dict]:
     generators = job_selectors.generators_describe()
     available = [g["id"] for g in generators if g["available"]]
-    return (HEALTHY if available else UNHEALTHY), {
+    circuits = {
+        g["id"]: g["circuit_state"] for g in generators if g["available"] and g["circuit_state"]
+    }
+    status = HEALTHY if available else UNHEALTHY
+    if status == HEALTHY and any(state == "open" for state in circuits.values()):
+        status = DEGRADED
+    return status, {
         "available": available,
         "unavailable": {g["id"]: g["unavailable_reason"] for g in generators if not g["available"]},
+        "circuits": circuits,
     }
 
 

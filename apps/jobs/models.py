@@ -35,6 +35,11 @@ class Job(TimeStampedModel):
     model = models.CharField(max_length=100, blank=True)
     params = models.JSONField(default=dict, blank=True)
     upstream_request_id = models.CharField(max_length=100, blank=True)
+    # Set just before a paid submit is sent: with no request id beside it, the submit's outcome
+    # is unknown, and the job must not be submitted again blindly.
+    upstream_submitted_at = models.DateTimeField(null=True, blank=True)
+    # The generator asked for, when a fallback ran instead (``generator`` is the one that ran).
+    requested_generator = models.CharField(max_length=64, blank=True)
     attempts = models.PositiveSmallIntegerField(default=0)
     requeued_by_reaper = models.BooleanField(default=False)
     cancel_requested = models.BooleanField(default=False)

@@ -94,7 +94,8 @@ def job_run(*, job_id: str) -> None:
     except GenerationError as error:
         if error.transient and job.attempts < settings.JOB_MAX_RETRIES + 1:
             _requeue(job, error)
-            raise TransientJobError(error.message) from error
+            delay = int(error.retry_after * 1000) if error.retry_after is not None else None
+            raise TransientJobError(error.message, delay=delay) from error
         job_fail(job.id, code=error.code, message=error.message)
     except TimeLimitExceeded:
         job_fail(job.id, code="GENERATION_TIMEOUT", message="Generation took too long.")
@@ -109,13 +110,70 @@ def _generate(job: Job) -> list[Output]:
     generator = generator_get(job.generator)
     if generator is None:
         raise GenerationError("UNKNOWN_GENERATOR", f"Generator {job.generator!r} is not available.")
-    context = RunContext(
+    with _local_copy(job.source_image.file.name) as image_path:
+        tried = {generator.id}
+        while True:
+            try:
+                return generator.run(image_path, job.params, _context(job))
+            except GenerationError as error:
+                fallback = _fallback_for(job, generator, error, tried)
+                if fallback is None:
+                    raise
+            generator = fallback
+            tried.add(generator.id)
+            job = _switch_generator(job, generator)
+
+
+def _context(job: Job) -> RunContext:
+    submitted = job.upstream_submitted_at
+    return RunContext(
         job_id=str(job.id),
         progress=_ProgressReporter(job.id),
         cancel_requested=_CancelCheck(job.id),
+        upstream_request_id=job.upstream_request_id,
+        upstream_submitted_at=submitted.isoformat() if submitted else "",
+        record_upstream=_UpstreamRecorder(job.id),
     )
-    with _local_copy(job.source_image.file.name) as image_path:
-        return generator.run(image_path, job.params, context)
+
+
+def _fallback_for(job: Job, generator, error: GenerationError, tried: set[str]):
+    """The configured fallback when ``generator`` is unavailable, if it may run this job."""
+    if error.code != "GENERATION_UNAVAILABLE" or job.upstream_request_id:
+        return None
+    fallback = generator_get(settings.GENERATOR_FALLBACKS.get(generator.id, ""))
+    if fallback is None or fallback.id in tried or not fallback.availability()[0]:
+        return None
+    return fallback
+
+
+def _switch_generator(job: Job, fallback) -> Job:
+    shared = {name: value for name, value in job.params.items() if fallback.param(name)}
+    changed = job_change(
+        job.id,
+        changes={
+            "requested_generator": job.requested_generator or job.generator,
+            "generator": fallback.id,
+            "model": getattr(fallback, "model", ""),
+            "params": fallback.clean_params(shared),
+            "stage": "fallback",
+            "message": f"{job.generator} is unavailable; using {fallback.name}",
+        },
+    )
+    logger.info("job %s falls back from %s to %s", job.id, job.generator, fallback.id)
+    return changed
+
+
+class _UpstreamRecorder:
+    """Writes the upstream request id (or the moment a submit was sent) on the job at once."""
+
+    def __init__(self, job_id) -> None:
+        self.job_id = job_id
+
+    def __call__(self, request_id: str, submitted_at: str) -> None:
+        changes = {"upstream_request_id": request_id}
+        if not request_id:
+            changes["upstream_submitted_at"] = submitted_at or None
+        Job.objects.filter(pk=self.job_id).update(**changes, updated_at=timezone.now())
 
 
 def _store_outputs(job: Job, outputs: list[Output]) -> None:
@@ -197,19 +255,29 @@ def close_old_connections_outside_atomic() -> None:
 
 
 class _ProgressReporter:
-    """Records progress as events, coalesced to a few per second; stage changes always pass."""
+    """Records progress as events, coalesced to a few per second; a new stage or queue
+    position always passes."""
 
     def __init__(self, job_id) -> None:
         self.job_id = job_id
         self.last_at = 0.0
         self.last_stage = ""
+        self.last_position: int | None = None
 
-    def __call__(self, percent: int | None, stage: str, message: str) -> None:
+    def __call__(
+        self, percent: int | None, stage: str, message: str, queue_position: int | None = None
+    ) -> None:
         now = time.monotonic()
-        if stage == self.last_stage and now - self.last_at < PROGRESS_MIN_INTERVAL_SECONDS:
+        same = (stage, queue_position) == (self.last_stage, self.last_position)
+        if same and now - self.last_at < PROGRESS_MIN_INTERVAL_SECONDS:
             return
-        self.last_at, self.last_stage = now, stage
-        changes = {"stage": stage[:20], "message": message[:200], "heartbeat_at": timezone.now()}
+        self.last_at, self.last_stage, self.last_position = now, stage, queue_position
+        changes = {
+            "stage": stage[:20],
+            "message": message[:200],
+            "heartbeat_at": timezone.now(),
+            "queue_position": queue_position,
+        }
         if percent is not None:
             # The generator's 0-100 maps to 0-90: storing the outputs is the last stretch, so
             # the job's progress never goes backwards.

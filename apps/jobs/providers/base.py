@@ -30,11 +30,23 @@ class GenerationError(Exception):
     ``transient`` errors (timeouts, 5xx, 429) may be retried; the others fail the job at once.
     """
 
-    def __init__(self, code: str, message: str, *, transient: bool = False) -> None:
+    def __init__(
+        self,
+        code: str,
+        message: str,
+        *,
+        transient: bool = False,
+        retry_after: float | None = None,
+        upstream_failure: bool = False,
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.transient = transient
+        # Seconds the upstream asked us to wait (429 Retry-After), if it said.
+        self.retry_after = retry_after
+        # True when the upstream service itself failed (counts against its circuit breaker).
+        self.upstream_failure = upstream_failure
 
 
 class GenerationCanceled(Exception):
@@ -51,7 +63,7 @@ class Param:
     description: str
     minimum: float | None = None
     maximum: float | None = None
-    choices: tuple[str, ...] | None = None
+    choices: tuple[str | int, ...] | None = None
 
     def clean(self, value: Any) -> Any:
         """Return ``value`` converted to this parameter's type, or raise ParameterError."""
@@ -65,9 +77,13 @@ class Param:
             if not isinstance(value, str):
                 raise ParameterError(self.name, "must be a string")
             if self.choices and value not in self.choices:
-                raise ParameterError(self.name, f"must be one of {', '.join(self.choices)}")
+                raise ParameterError(
+                    self.name, f"must be one of {', '.join(map(str, self.choices))}"
+                )
             return value
         number = self._number(value)
+        if self.choices and number not in self.choices:
+            raise ParameterError(self.name, f"must be one of {', '.join(map(str, self.choices))}")
         if self.minimum is not None and number < self.minimum:
             raise ParameterError(self.name, f"must be at least {_fmt(self.minimum)}")
         if self.maximum is not None and number > self.maximum:
@@ -129,18 +145,29 @@ class Output:
     data: bytes
 
 
-# progress(percent 0-100 or None, stage, message); cancel_requested() -> True when canceled.
-ProgressCallback = Callable[[int | None, str, str], None]
+# progress(percent 0-100 or None, stage, message, queue_position=None)
+ProgressCallback = Callable[..., None]
+# cancel_requested() -> True when the job was canceled
 CancelCheck = Callable[[], bool]
+# record_upstream(request_id or "", submitted_at_iso or "")
+UpstreamRecorder = Callable[[str, str], None]
+
+
+def _ignore(*args, **kwargs) -> None:
+    return None
 
 
 @dataclass
 class RunContext:
-    """What a generator gets besides the image: progress reporting and cancellation."""
+    """What a generator gets besides the image: progress, cancellation, and the upstream
+    request it may have submitted on an earlier attempt (to resume instead of paying twice)."""
 
     job_id: str
-    progress: ProgressCallback = field(default=lambda percent, stage, message: None)
+    progress: ProgressCallback = field(default=_ignore)
     cancel_requested: CancelCheck = field(default=lambda: False)
+    upstream_request_id: str = ""
+    upstream_submitted_at: str = ""
+    record_upstream: UpstreamRecorder = field(default=_ignore)
 
 
 class Generator:
@@ -164,7 +191,10 @@ class Generator:
             raise ParameterError(unknown[0], f"is not a parameter of {self.id}")
         cleaned = {}
         for name, param in declared.items():
-            cleaned[name] = param.clean(values[name]) if name in values else param.default
+            if name in values and values[name] is not None:
+                cleaned[name] = param.clean(values[name])
+            else:
+                cleaned[name] = param.default
         return cleaned
 
     def param(self, name: str) -> Param | None:
@@ -184,4 +214,9 @@ class Generator:
             "parameters": [param.as_dict() for param in self.params],
             "available": available,
             "unavailable_reason": reason or None,
+            "circuit_state": self.circuit_state(),
         }
+
+    def circuit_state(self) -> str | None:
+        """State of the circuit breaker in front of an upstream service (None: no upstream)."""
+        return None
