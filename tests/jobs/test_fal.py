@@ -18,7 +18,7 @@ from apps.jobs import pipeline
 from apps.jobs.models import Artifact, Job
 from apps.jobs.services import batch_submit, job_cancel
 from apps.uploads.services import IncomingFile
-from tests.conftest import DATA
+from tests.conftest import DATA, sample
 from tests.fal_server import SAMPLE_GLB, FakeFalServer
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -144,7 +144,7 @@ def test_without_a_key_fal_generators_say_why_and_relief_is_the_default(settings
     assert tripo["available"] is False and "FAL_KEY" in tripo["unavailable_reason"]
     assert next(model for model in body if model["default"])["id"] == "relief"
     response = alice_api.post(
-        "/api/v1/upload/", {"files": [open(DATA / "chelsea.png", "rb")], "model": "tripo3d"}
+        "/api/v1/upload/", {"files": [sample("chelsea.png")], "model": "tripo3d"}
     )
     assert response.status_code == 400 and "FAL_KEY" in response.json()["message"]
 
@@ -302,7 +302,7 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
     available = {m["id"]: m for m in Client().get("/api/v1/models/available").json()}
     assert available["tripo3d"]["circuit_state"] == "open"
     upload = alice_api.post(
-        "/api/v1/upload/", {"files": [open(DATA / "coffee.png", "rb")], "model": "tripo3d"}
+        "/api/v1/upload/", {"files": [sample("coffee.png")], "model": "tripo3d"}
     )
     assert upload.status_code == 200  # uploads keep working while the circuit is open
     time.sleep(0.6)  # cooldown over: one probe goes through
