@@ -147,7 +147,7 @@ else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
     # Django advises against persistent connections under ASGI (each request may run in a
-    # different thread); workers keep theirs through DbConnectionsMiddleware.
+    # different thread). Raise it for worker-only processes if connection setup shows up.
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

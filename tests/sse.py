@@ -12,7 +12,7 @@ import httpx
 @dataclass(frozen=True)
 class Event:
     name: str
-    id: int | None
+    id: str | None
     data: dict
 
 
@@ -26,7 +26,7 @@ def parse(lines: Iterator[str]) -> Iterator[Event]:
         elif line.startswith("event:"):
             name = line[6:].strip()
         elif line.startswith("id:"):
-            event_id = int(line[3:].strip())
+            event_id = line[3:].strip()
         elif line.startswith("data:"):
             data.append(line[5:].strip())
 

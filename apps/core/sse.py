@@ -13,7 +13,7 @@ SSE_HEADERS = [
 ]
 
 
-def sse_encode(event: str, data: dict[str, Any], event_id: int | None = None) -> bytes:
+def sse_encode(event: str, data: dict[str, Any], event_id: str | None = None) -> bytes:
     """One SSE frame; ``id:`` comes first so a client records it before dispatching."""
     lines = []
     if event_id is not None:

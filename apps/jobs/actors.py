@@ -23,7 +23,9 @@ BUSY_RECHECKS = 10
 def _retry_transient(retries: int, exception: BaseException) -> bool:
     if isinstance(exception, pipeline.JobBusy):
         return retries < BUSY_RECHECKS
-    return isinstance(exception, pipeline.TransientJobError) and retries < settings.JOB_MAX_RETRIES
+    # The pipeline raises this only while the job has attempts left (it counts them on the
+    # row), so the message must come back whatever else was retried before.
+    return isinstance(exception, pipeline.TransientJobError)
 
 
 @dramatiq.actor(

@@ -180,7 +180,13 @@ def generate(request: HttpRequest, payload: GenerateIn):
         "model": job.generator,
         "status": "queued",
         "message": "Generation started",
+        "stream_url": _job_stream_url(request, job.id),
     }
+
+
+def _job_stream_url(request: HttpRequest, job_id) -> str:
+    token = account_services.stream_token_sign(user_id=request.owner.pk, resource=f"job:{job_id}")
+    return f"/api/v1/status/jobs/{job_id}/stream?token={token}"
 
 
 @models_router.get("/job/{job_id}", auth=auth, summary="Status of one job")
@@ -207,6 +213,7 @@ def job_status(request: HttpRequest, job_id: str):
         "attempts": job.attempts,
         "result_url": v1_download_path(job.batch_id, model.filename) if model else None,
         "estimated_remaining": None,
+        "stream_url": _job_stream_url(request, job.id),
         "created_at": job.created_at.isoformat(),
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

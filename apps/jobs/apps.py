@@ -7,3 +7,8 @@ class JobsConfig(AppConfig):
     name = "apps.jobs"
     label = "jobs"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from apps.jobs.metrics import metrics_register
+
+        metrics_register()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -19,11 +20,13 @@ from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from django.conf import settings
+from django.http.request import split_domain_port, validate_host
 from django.utils import timezone
 from prometheus_client import Gauge
 
 from apps.accounts import selectors as account_selectors
 from apps.core.errors import InvalidInput, NotAuthenticated, NotFound, ServiceError, error_envelope
+from apps.core.request_id import request_id_from_header
 from apps.core.sse import SSE_HEADERS, sse_encode
 from apps.jobs import events, selectors
 from apps.jobs.streams import Feed, StreamEvent
@@ -88,12 +91,29 @@ def _user(request: StreamRequest, resource: str):
     raise NotAuthenticated("Not authenticated")
 
 
-def _last_event_id(request: StreamRequest) -> int:
-    raw = request.headers.get("last-event-id") or request.query.get("last_event_id") or "0"
-    try:
-        return max(0, int(raw))
-    except ValueError:
-        raise InvalidInput("Last-Event-ID must be a whole number") from None
+_EVENT_ID = re.compile(r"^(\d{1,18})(?:\.([12]))?$")
+
+
+def _last_event_id(request: StreamRequest) -> tuple[int, int] | None:
+    """(sequence, frame) from ``Last-Event-ID`` (``17``, ``17.1`` or ``17.2``), if sent."""
+    raw = (request.headers.get("last-event-id") or request.query.get("last_event_id") or "").strip()
+    if not raw:
+        return None
+    match = _EVENT_ID.match(raw)
+    if match is None:
+        raise InvalidInput("Last-Event-ID must be an id this stream sent, like 17 or 17.1")
+    return int(match.group(1)), int(match.group(2) or 0)
+
+
+def _check_host_and_method(scope, headers: dict[bytes, bytes]) -> None:
+    if scope.get("method", "GET") not in {"GET", "HEAD"}:
+        raise ServiceError("Method Not Allowed", status_code=405)
+    host, _ = split_domain_port(headers.get(b"host", b"").decode("latin1"))
+    allowed = settings.ALLOWED_HOSTS
+    if settings.DEBUG and not allowed:
+        allowed = [".localhost", "127.0.0.1", "[::1]"]
+    if not host or not validate_host(host, allowed):
+        raise InvalidInput("Invalid Host header")
 
 
 def _timeout(request: StreamRequest) -> int:
@@ -134,8 +154,8 @@ class _FeedStream:
         request = _request_from_scope(self.scope, kind, raw_id)
         self.feed, group = await database_sync_to_async(_open_feed)(request)
         last_id = _last_event_id(request)
-        if last_id:
-            await database_sync_to_async(self.feed.replay_until)(last_id)
+        if last_id is not None:
+            await database_sync_to_async(self.feed.replay_until)(*last_id)
         self.lock = asyncio.Lock()
         self.group = group
         await self.channel_layer.group_add(group, self.channel_name)
@@ -197,14 +217,22 @@ class EventStreamConsumer(_FeedStream, AsyncHttpConsumer):
 
     async def handle(self, body: bytes) -> None:
         raw_id = self.scope["url_route"]["kwargs"]["object_id"]
+        headers = dict(self.scope.get("headers", []))
+        self.request_id = request_id_from_header(
+            headers.get(b"x-request-id", b"").decode("latin1")
+        ).encode()
         try:
+            # Streams are routed before Django, so its host and method checks are done here.
+            _check_host_and_method(self.scope, headers)
             request = await self.open_stream(self.kind, raw_id)
             timeout = _timeout(request)
         except ServiceError as error:
             await self.leave()
             await self.send_error(error)
             raise StopConsumer() from None
-        await self.send_headers(status=200, headers=SSE_HEADERS)
+        await self.send_headers(
+            status=200, headers=[*SSE_HEADERS, (b"X-Request-ID", self.request_id)]
+        )
         self.task_id = str(self.feed.job_id or self.feed.batch_id)
         await self.read_feed()
         if not self.finished:
@@ -217,11 +245,10 @@ class EventStreamConsumer(_FeedStream, AsyncHttpConsumer):
             error_code=error.code,
             details=error.details,
         )
-        await self.send_response(
-            error.status_code,
-            json.dumps(body).encode(),
-            headers=[(b"Content-Type", b"application/json")],
-        )
+        headers = [(b"Content-Type", b"application/json"), (b"X-Request-ID", self.request_id)]
+        if error.status_code == 405:
+            headers.append((b"Allow", b"GET, HEAD"))
+        await self.send_response(error.status_code, json.dumps(body).encode(), headers=headers)
 
     async def emit(self, event: StreamEvent) -> None:
         await self.send_body(sse_encode(event.name, event.data, event.id), more_body=True)

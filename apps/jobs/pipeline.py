@@ -354,6 +354,7 @@ def jobs_reap_stale(*, stale_after: timedelta, resend_after: timedelta, requeue)
     """
     cutoff = timezone.now() - stale_after
     counts = {"failed": 0, "requeued": 0, "resent": 0}
+    requeued: set = set()
     stale_running = Job.objects.filter(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff)
     for job_id, requeued_before in stale_running.values_list("id", "requeued_by_reaper"):
         if requeued_before:
@@ -374,10 +375,11 @@ def jobs_reap_stale(*, stale_after: timedelta, resend_after: timedelta, requeue)
         if changed:
             transaction.on_commit(lambda job_id=job_id: requeue(job_id))
             counts["requeued"] += 1
+            requeued.add(job_id)
     resend_cutoff = timezone.now() - resend_after
     stuck_queued = Job.objects.filter(status=Job.Status.QUEUED, updated_at__lt=resend_cutoff)
-    for job_id in stuck_queued.values_list("id", flat=True):
-        # Touching updated_at resends a long-queued job at most once per stale period.
+    for job_id in stuck_queued.exclude(pk__in=requeued).values_list("id", flat=True):
+        # Touching updated_at resends a long-queued job at most once per resend period.
         Job.objects.filter(pk=job_id, status=Job.Status.QUEUED).update(updated_at=timezone.now())
         requeue(job_id)
         counts["resent"] += 1

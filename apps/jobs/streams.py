@@ -1,9 +1,10 @@
 """From the JobEvent log to the v1 stream events (shared by SSE and WebSocket consumers).
 
 A feed folds the log of one batch (or one job) in order and yields, for each event, a
-``file_update`` and a ``task_progress``, both carrying the event's sequence number as ``id``;
-when every job has ended it yields the terminal ``task_completed`` or ``task_failed``. The fold
-always starts at the first event, so a replay after any id gives exactly what was missed.
+``file_update`` (id ``N``, the event's sequence number) and a ``task_progress`` (id ``N.1``);
+when every job has ended it yields the terminal ``task_completed`` or ``task_failed`` (id
+``N.2``). Every frame has its own id, so a client cut off between two frames of one event
+resumes with exactly the frames it missed. The fold always starts at the first event.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ TERMINAL = {"succeeded", "failed", "canceled"}
 class StreamEvent:
     name: str
     data: dict[str, Any]
-    id: int | None = None
+    id: str | None = None
 
     @property
     def terminal(self) -> bool:
@@ -41,6 +42,9 @@ class Feed:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     done: bool = False
 
+    # (sequence, frame index) the client already has, from its Last-Event-ID.
+    resume_after: tuple[int, int] | None = None
+
     def load(self) -> list[StreamEvent]:
         """Fold the events after the cursor; return the stream events they make (sync, DB)."""
         if not self.total:
@@ -50,15 +54,21 @@ class Feed:
             self.total = jobs.count()
         out: list[StreamEvent] = []
         for event in self._events_after(self.cursor):
-            out.extend(self._fold(event))
+            frames = self._fold(event)
+            if self.resume_after and self.resume_after[0] == self.cursor:
+                frames = frames[self.resume_after[1] + 1 :]
+            out.extend(frames)
             if self.done:
                 break
+        self.resume_after = None
         return out
 
-    def replay_until(self, last_id: int) -> None:
-        """Fold silently up to ``last_id`` (the client's Last-Event-ID): it has those."""
-        for event in self._events_after(0, until=last_id):
+    def replay_until(self, seq: int, frame: int) -> None:
+        """Fold silently what the client has (its Last-Event-ID): events before ``seq``, and
+        of event ``seq`` the frames up to ``frame``; ``load`` then sends the rest."""
+        for event in self._events_after(0, until=seq - 1):
             self._fold(event)
+        self.resume_after = (seq, frame)
 
     def _events_after(self, after: int, until: int | None = None):
         column = "seq" if self.job_id else "batch_seq"
@@ -75,8 +85,8 @@ class Feed:
         payload = event.payload
         self.jobs[payload["job_id"]] = payload
         out = [
-            StreamEvent("file_update", file_update(payload), seq),
-            StreamEvent("task_progress", self._progress(), seq),
+            StreamEvent("file_update", file_update(payload), f"{seq}"),
+            StreamEvent("task_progress", self._progress(), f"{seq}.1"),
         ]
         if self._finished():
             out.append(self._terminal(seq))
@@ -146,7 +156,7 @@ class Feed:
         }
         if not succeeded:
             data["error"] = "No file could be converted."
-        return StreamEvent("task_completed" if succeeded else "task_failed", data, seq)
+        return StreamEvent("task_completed" if succeeded else "task_failed", data, f"{seq}.2")
 
 
 def file_update(payload: dict[str, Any]) -> dict[str, Any]:

@@ -301,6 +301,9 @@ def test_the_breaker_opens_fails_fast_half_opens_and_closes(
     assert health["circuits"]["tripo3d"] == "open"
     available = {m["id"]: m for m in Client().get("/api/v1/models/available").json()}
     assert available["tripo3d"]["circuit_state"] == "open"
+    metrics = Client().get("/metrics").content.decode()
+    assert 'image2model_circuit_state{generator="tripo3d",state="open"} 1.0' in metrics
+    assert 'image2model_circuit_state{generator="trellis",state="closed"} 1.0' in metrics
     upload = alice_api.post(
         "/api/v1/upload/", {"files": [sample("coffee.png")], "model": "tripo3d"}
     )

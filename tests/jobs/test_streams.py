@@ -122,9 +122,9 @@ def log_of(batch_id) -> list[int]:
 
 def assert_matches_the_log(events, batch_id):
     updates = [e for e in events if e.name == "file_update"]
-    assert [e.id for e in updates] == log_of(batch_id)
+    assert [int(e.id) for e in updates] == log_of(batch_id)
     for update in updates:
-        stored = JobEvent.objects.get(batch_id=batch_id, batch_seq=update.id).payload
+        stored = JobEvent.objects.get(batch_id=batch_id, batch_seq=int(update.id)).payload
         assert update.data["job_id"] == stored["job_id"] and update.data["stage"] == stored["stage"]
 
 
@@ -214,7 +214,7 @@ def test_a_reconnect_with_last_event_id_misses_nothing_and_repeats_nothing(
     )
     last_id = first[-1].id
     second = read_stream(url, headers={**bearer(alice_key), "Last-Event-ID": str(last_id)})
-    ids = [e.id for e in first + second if e.name == "file_update"]
+    ids = [int(e.id) for e in first + second if e.name == "file_update"]
     assert ids == sorted(set(ids)), "duplicates or disorder"
     assert second[-1].name == "task_completed"
     assert_matches_the_log(first + second, batch["batch_id"])
@@ -233,9 +233,16 @@ def test_a_finished_batch_answers_with_its_history_then_closes(
     assert events[-1].name == "task_completed"
     assert_matches_the_log(events, batch["batch_id"])
     # The client already had everything: nothing is repeated, the stream just ends.
-    assert (
-        read_stream(url, headers={**bearer(alice_key), "Last-Event-ID": str(events[-1].id)}) == []
-    )
+    assert read_stream(url, headers={**bearer(alice_key), "Last-Event-ID": events[-1].id}) == []
+    # Cut off between the frames of the last event: exactly the missing frames come.
+    seq = events[-1].id.split(".")[0]
+    after_update = read_stream(url, headers={**bearer(alice_key), "Last-Event-ID": seq})
+    assert [(e.name, e.id) for e in after_update] == [
+        ("task_progress", f"{seq}.1"),
+        ("task_completed", f"{seq}.2"),
+    ]
+    after_progress = read_stream(url, headers={**bearer(alice_key), "Last-Event-ID": f"{seq}.1"})
+    assert [(e.name, e.id) for e in after_progress] == [("task_completed", f"{seq}.2")]
 
 
 def test_the_job_stream_carries_one_jobs_events(servers, alice_api, alice_key, start_worker):
@@ -247,7 +254,7 @@ def test_the_job_stream_carries_one_jobs_events(servers, alice_api, alice_key, s
     )
     updates = [e for e in events if e.name == "file_update"]
     assert {e.data["job_id"] for e in updates} == {job_id}
-    assert [e.id for e in updates] == list(
+    assert [int(e.id) for e in updates] == list(
         Job.objects.get(pk=job_id).events.order_by("seq").values_list("seq", flat=True)
     )
     assert events[-1].name == "task_completed"
@@ -306,7 +313,7 @@ def test_the_websocket_sends_the_same_events(servers, alice_api, start_worker):
         except websockets.exceptions.ConnectionClosedOK:
             pass
     assert messages[-1]["event"] == "task_completed"
-    updates = [m["id"] for m in messages if m["event"] == "file_update"]
+    updates = [int(m["id"]) for m in messages if m["event"] == "file_update"]
     assert updates == log_of(batch["batch_id"])
 
 
@@ -395,3 +402,29 @@ def test_clients_that_hang_up_mid_stream_leave_nothing_behind(
     batch_hex = batch["batch_id"].replace("-", "")
     keys = client.keys(f"{django_settings.REDIS_PREFIX}:channels*group*batch-{batch_hex}")
     assert all(client.zcard(key) == 0 for key in keys)
+
+
+def test_streams_check_host_and_method_and_echo_the_request_id(
+    servers, alice_api, alice_key, broker
+):
+    batch = upload(alice_api, ["chelsea.png"])
+    url = f"{servers[0].url}/api/v1/status/tasks/{batch['task_id']}/stream?timeout=1"
+    evil = httpx.get(url, headers={**bearer(alice_key), "Host": "evil.example"}, timeout=10)
+    assert evil.status_code == 400 and evil.json()["message"] == "Invalid Host header"
+    posted = httpx.post(url, headers=bearer(alice_key), timeout=10)
+    assert posted.status_code == 405 and posted.headers["allow"] == "GET, HEAD"
+    ok = httpx.get(url, headers={**bearer(alice_key), "X-Request-ID": "req-12345678"}, timeout=10)
+    assert ok.status_code == 200 and ok.headers["x-request-id"] == "req-12345678"
+
+
+def test_a_job_gets_its_own_stream_link(servers, alice_api, start_worker):
+    batch = upload(alice_api, ["chelsea.png"])
+    job_id = batch["uploaded_files"][0]["task_id"]
+    link = alice_api.get(f"/api/v1/models/job/{job_id}").json()["stream_url"]
+    start_worker()
+    events = read_stream(f"{servers[0].url}{link}")
+    assert events[-1].name == "task_completed"
+    other = upload(alice_api, ["coffee.png"])["uploaded_files"][0]["task_id"]
+    token = link.split("token=")[1]
+    refused = httpx.get(f"{servers[0].url}/api/v1/status/jobs/{other}/stream?token={token}")
+    assert refused.status_code == 403

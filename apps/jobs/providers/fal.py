@@ -31,6 +31,7 @@ from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
 from apps.jobs.breaker import CircuitBreaker
+from apps.jobs.metrics import UPSTREAM_CALLS
 from apps.jobs.providers.base import (
     GenerationCanceled,
     GenerationError,
@@ -176,9 +177,14 @@ class FalGenerator(Generator):
         try:
             outputs = _Run(self.spec, context).execute(image_path, params)
         except GenerationError as error:
+            UPSTREAM_CALLS.labels(self.id, error.code.lower()).inc()
             if error.upstream_failure:
                 self.breaker.record_failure()
             raise
+        except GenerationCanceled:
+            UPSTREAM_CALLS.labels(self.id, "canceled").inc()
+            raise
+        UPSTREAM_CALLS.labels(self.id, "succeeded").inc()
         self.breaker.record_success()
         return outputs
 
