@@ -293,3 +293,14 @@ def test_module_stays_free_of_django() -> None:
         for alias in (node.names if isinstance(node, ast.Import) else [node])
     }
     assert not any(name.startswith("django") for name in imported)
+
+
+@pytest.mark.parametrize("size", [(4000, 10), (10, 4000), (3, 2)])
+def test_it_handles_extreme_aspect_ratios(tmp_path, size):
+    path = tmp_path / "thin.png"
+    Image.open(DATA / "astronaut.png").resize(size).save(path)
+    outputs = ReliefGenerator().run(
+        path, ReliefGenerator().clean_params({"face_limit": 2000}), RunContext(job_id="thin")
+    )
+    mesh = trimesh.load(io.BytesIO(outputs[0].data), file_type="glb", force="mesh")
+    assert 0 < len(mesh.faces) <= 2000 and mesh.is_watertight

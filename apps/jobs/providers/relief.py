@@ -388,7 +388,8 @@ def _preview(image: Image.Image, cell_z: np.ndarray, keep: Mask, scale: float) -
     """The photo lit by the relief's own height field; transparent where there is no mesh."""
     # Always PREVIEW_SIZE on the long side, so pages can lay previews out predictably.
     scale_px = PREVIEW_SIZE / max(image.size)
-    size = (max(1, round(image.width * scale_px)), max(1, round(image.height * scale_px)))
+    # At least 2 pixels each way: the shading needs a gradient (very thin images exist).
+    size = (max(2, round(image.width * scale_px)), max(2, round(image.height * scale_px)))
     small = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
     z = _resize_float(cell_z, size)
     inside = _resize_float(keep, size) >= 0.5
