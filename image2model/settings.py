@@ -36,9 +36,9 @@ ALLOWED_HOSTS = env.list(
 
 if PRODUCTION:
     # Refuse to start rather than serve with a configuration that is unsafe on the internet.
-    if not SECRET_KEY or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 32:
+    if not SECRET_KEY or SECRET_KEY.startswith("django-insecure") or len(SECRET_KEY) < 50:
         raise ImproperlyConfigured(
-            "SECRET_KEY must be set to a random value of at least 32 characters in production."
+            "SECRET_KEY must be set to a random value of at least 50 characters in production."
         )
     if DEBUG:
         raise ImproperlyConfigured("DEBUG must be off (DEBUG=false) in production.")
@@ -83,6 +83,8 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "corsheaders",
+    "csp",
     "channels",
     "django_dramatiq",
     "django_prometheus",
@@ -100,7 +102,9 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "apps.core.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "apps.core.middleware.ApiTrailingSlashMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -256,8 +260,17 @@ LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"request_id": {"()": "apps.core.request_id.RequestIdFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "plain",
+            "filters": ["request_id"],
+        }
+    },
     "root": {"handlers": ["console"], "level": "WARNING"},
     "loggers": {
         "image2model": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
@@ -290,3 +303,67 @@ FAL_BASE_URL_OVERRIDE = env.str("FAL_BASE_URL_OVERRIDE", default="")
 GENERATOR_FALLBACKS = env.dict("GENERATOR_FALLBACKS", default={})
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_COOLDOWN_SECONDS = env.float("BREAKER_COOLDOWN_SECONDS", default=60)
+
+# Rate limits (django-ratelimit on the shared cache: they hold across web processes).
+# "N/m" (or /s, /h, /d). A key's own rate_limit_per_minute replaces the upload limit.
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATE_LIMIT_UPLOADS = env.str("RATE_LIMIT_UPLOADS", default="60/m")
+RATE_LIMIT_READS = env.str("RATE_LIMIT_READS", default="600/m")
+RATE_LIMIT_ANONYMOUS = env.str("RATE_LIMIT_ANONYMOUS", default="120/m")
+# Behind a proxy, the client address comes from this header (e.g. HTTP_X_FORWARDED_FOR's
+# first entry is NOT trusted by default; set to HTTP_X_REAL_IP when your proxy sets it).
+RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
+
+# CORS: an explicit allow-list. Development also allows any localhost port.
+CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
+CORS_ALLOWED_ORIGIN_REGEXES = [] if PRODUCTION else [r"^https?://(localhost|127\.0\.0\.1)(:\d+)?$"]
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_HEADERS = [
+    "authorization",
+    "content-type",
+    "last-event-id",
+    "idempotency-key",
+    "x-request-id",
+]
+CORS_EXPOSE_HEADERS = [
+    "x-request-id",
+    "ratelimit-limit",
+    "ratelimit-remaining",
+    "ratelimit-reset",
+    "retry-after",
+    "content-disposition",
+]
+
+# Security headers. CSP: no inline scripts anywhere; the 3D viewer needs blob: and data: images
+# and workers for its textures.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'", "blob:", "data:"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+X_FRAME_OPTIONS = "DENY"
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SESSION_COOKIE_HTTPONLY = True
+# Honour X-Forwarded-Proto only from a proxy you run (TRUST_X_FORWARDED_PROTO=true).
+if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+if PRODUCTION:
+    SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
+    # Probes call plain HTTP inside the cluster.
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^api/v1/health/(liveness|readiness)$"]
+    SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
+    SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])

@@ -7,6 +7,8 @@ from django_prometheus import exports
 from apps.console import views as console_views
 from image2model.api import api_v1
 
+handler500 = "apps.console.views.server_error"
+
 urlpatterns = [
     path("", console_views.home, name="home"),
     path("health", console_views.health, name="health"),

@@ -1,4 +1,7 @@
-"""Authentication for the API: a Bearer API key, or the signed-in session (with CSRF)."""
+"""Authentication for the API: a Bearer API key, or the signed-in session (with CSRF).
+
+Each router says which scope its endpoints need and which rate-limit group they count in.
+"""
 
 from __future__ import annotations
 
@@ -9,17 +12,33 @@ from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 
 from apps.accounts import selectors, services
+from apps.accounts.limits import rate_limit
 from apps.core.errors import NotAuthenticated
+
+SCOPES = ("generate", "read", "admin")
 
 
 class ApiKeyOrSession(HttpBearer):
     """Bearer ``i2m_…`` key (scheme case-insensitive), else a session user.
 
     Failures raise :class:`NotAuthenticated` (403, the old service's messages) instead of
-    returning None, so the client learns why: missing, invalid, expired or revoked.
+    returning None, so the client learns why: missing, invalid, expired, revoked, or a key
+    without the scope the endpoint needs.
     """
 
+    def __init__(self, *, scope: str = "read", limit_group: str | None = "read") -> None:
+        super().__init__()
+        assert scope in SCOPES
+        self.scope = scope
+        self.limit_group = limit_group
+
     def __call__(self, request: HttpRequest) -> Any:
+        principal = self._authenticate(request)
+        if self.limit_group:
+            rate_limit(request, self.limit_group)
+        return principal
+
+    def _authenticate(self, request: HttpRequest) -> Any:
         header = request.headers.get("Authorization")
         if header:
             scheme, _, token = header.strip().partition(" ")
@@ -30,6 +49,8 @@ class ApiKeyOrSession(HttpBearer):
         if user is not None and user.is_authenticated:
             if request.method not in {"GET", "HEAD", "OPTIONS"} and check_csrf(request):
                 raise NotAuthenticated("CSRF check failed")
+            if self.scope == "admin" and not user.is_staff:
+                raise NotAuthenticated("This needs a staff account")
             request.api_key = None
             request.owner = user
             return user
@@ -37,7 +58,16 @@ class ApiKeyOrSession(HttpBearer):
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:
         api_key = selectors.api_key_authenticate(token)
+        if self.scope not in api_key.scopes:
+            raise NotAuthenticated(f"API key lacks the '{self.scope}' scope")
         services.api_key_touch(api_key=api_key)
         request.api_key = api_key
         request.owner = api_key.owner
         return api_key
+
+
+def anonymous_rate_limit(request: HttpRequest) -> None:
+    """Count an unauthenticated request against its IP's limit."""
+    request.owner = None
+    request.api_key = None
+    rate_limit(request, "anonymous")

@@ -10,7 +10,13 @@ from django.utils import timezone
 from apps.accounts.keys import STREAM_TOKEN_SALT, key_generate
 from apps.accounts.models import ApiKey
 
-__all__ = ["api_key_create", "api_key_revoke", "api_key_touch", "stream_token_sign"]
+__all__ = [
+    "api_key_create",
+    "api_key_revoke",
+    "api_key_rotate",
+    "api_key_touch",
+    "stream_token_sign",
+]
 
 DEFAULT_SCOPES = [ApiKey.Scope.GENERATE, ApiKey.Scope.READ]
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -50,8 +56,9 @@ def api_key_touch(*, api_key: ApiKey) -> None:
 
 def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     """Revoke a key now; it stops working at once."""
-    if api_key.revoked_at is None:
-        api_key.revoked_at = timezone.now()
+    now = timezone.now()
+    if api_key.revoked_at is None or api_key.revoked_at > now:  # also ends a rotation's grace
+        api_key.revoked_at = now
         api_key.save(update_fields=["revoked_at", "updated_at"])
     return api_key
 
@@ -61,3 +68,22 @@ def stream_token_sign(*, user_id: int, resource: str) -> str:
     from django.core import signing
 
     return signing.TimestampSigner(salt=STREAM_TOKEN_SALT).sign(f"{user_id}|{resource}")
+
+
+@transaction.atomic
+def api_key_rotate(*, api_key: ApiKey, grace: timedelta) -> tuple[ApiKey, str]:
+    """Issue a successor key; the old one keeps working for ``grace``, then stops."""
+    if api_key.revoked_at is not None and api_key.revoked_at <= timezone.now():
+        raise ValueError("A revoked key cannot be rotated.")
+    new_key, secret = api_key_create(
+        owner=api_key.owner,
+        name=api_key.name,
+        scopes=list(api_key.scopes),
+        expires_at=api_key.expires_at,
+        rate_limit_per_minute=api_key.rate_limit_per_minute,
+    )
+    new_key.rotated_from = api_key
+    new_key.save(update_fields=["rotated_from", "updated_at"])
+    api_key.revoked_at = timezone.now() + grace
+    api_key.save(update_fields=["revoked_at", "updated_at"])
+    return new_key, secret

@@ -10,5 +10,12 @@ def health(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "healthy", "service": settings.SERVICE_NAME})
 
 
+def server_error(request: HttpRequest):
+    """500 page: a request id to quote, nothing about the internals."""
+    return render(
+        request, "500.html", {"request_id": getattr(request, "request_id", "")}, status=500
+    )
+
+
 def home(request: HttpRequest):
     return render(request, "console/home.html")

@@ -18,16 +18,21 @@ logger = logging.getLogger("image2model.core")
 def install_v1_error_handlers(api: NinjaAPI) -> None:
     """Make ``api`` answer every error in the old service's envelope."""
 
-    def reply(request: HttpRequest, status: int, message: str, code=None, details=None):
-        return api.create_response(
+    def reply(
+        request: HttpRequest, status: int, message: str, code=None, details=None, headers=None
+    ):
+        response = api.create_response(
             request,
             error_envelope(status_code=status, message=message, error_code=code, details=details),
             status=status,
         )
+        for name, value in (headers or {}).items():
+            response[name] = value
+        return response
 
     @api.exception_handler(ServiceError)
     def service_error(request, exc: ServiceError):
-        return reply(request, exc.status_code, exc.message, exc.code, exc.details)
+        return reply(request, exc.status_code, exc.message, exc.code, exc.details, exc.headers)
 
     @api.exception_handler(ValidationError)
     def validation_error(request, exc: ValidationError):
@@ -78,5 +83,9 @@ def install_v1_error_handlers(api: NinjaAPI) -> None:
             500,
             "An unexpected error occurred. Please try again later.",
             "INTERNAL_SERVER_ERROR",
-            {"request_path": request.path, "request_method": request.method},
+            {
+                "request_path": request.path,
+                "request_method": request.method,
+                "request_id": getattr(request, "request_id", ""),
+            },
         )

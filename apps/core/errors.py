@@ -23,9 +23,11 @@ class ServiceError(Exception):
         status_code: int | None = None,
         error_code: str | None = None,
         details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
+        self.headers = headers or {}
         if status_code is not None:
             self.status_code = status_code
         if error_code is not None:

@@ -28,6 +28,11 @@ class RequestIdMiddleware:
         finally:
             reset_request_id(token)
         response["X-Request-ID"] = request_id
+        # A rate-limited endpoint tells the client where it stands, on success too.
+        usage = getattr(request, "rate_limit_usage", None)
+        if usage is not None:
+            for name, value in usage.headers().items():
+                response.setdefault(name, value)
         return response
 
 
@@ -83,7 +88,11 @@ class ApiErrorEnvelopeMiddleware:
         details = {}
         if response.status_code >= 500:
             message = "An unexpected error occurred. Please try again later."
-            details = {"request_path": request.path, "request_method": request.method}
+            details = {
+                "request_path": request.path,
+                "request_method": request.method,
+                "request_id": getattr(request, "request_id", ""),
+            }
         enveloped = JsonResponse(
             error_envelope(
                 status_code=response.status_code,

@@ -8,7 +8,7 @@ from django.urls import reverse
 from ninja import Router
 from zipstream import ZipStream
 
-from apps.accounts.auth import ApiKeyOrSession
+from apps.accounts.auth import ApiKeyOrSession, anonymous_rate_limit
 from apps.core.errors import InvalidInput, NotFound
 from apps.core.ids import parse_uuid
 from apps.downloads.services import download_link_sign, download_link_verify
@@ -16,7 +16,7 @@ from apps.jobs import selectors as job_selectors
 from apps.uploads import selectors as upload_selectors
 
 router = Router(tags=["download"])
-auth = ApiKeyOrSession()
+auth = ApiKeyOrSession(scope="read", limit_group="read")
 
 INVALID_JOB_ID = "Invalid job ID format. Expected UUID format."
 _FORBIDDEN_IN_NAMES = ("..", "/", "\\", "\x00", "\r", "\n")
@@ -51,6 +51,7 @@ def _file_response(artifact) -> FileResponse:
 
 @router.get("/direct/{token}", url_name="download_direct", summary="Signed, expiring link")
 def download_direct(request: HttpRequest, token: str):
+    anonymous_rate_limit(request)
     artifact = job_selectors.artifact_get(artifact_id=download_link_verify(token))
     if artifact is None:
         raise NotFound("File not found")

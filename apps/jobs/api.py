@@ -9,7 +9,7 @@ from django.http import HttpRequest
 from ninja import File, Form, Router, Schema, UploadedFile
 
 from apps.accounts import services as account_services
-from apps.accounts.auth import ApiKeyOrSession
+from apps.accounts.auth import ApiKeyOrSession, anonymous_rate_limit
 from apps.core.errors import NotFound
 from apps.core.ids import parse_uuid
 from apps.jobs import selectors, services
@@ -18,9 +18,10 @@ from apps.jobs.providers import generator_default_id, generators_all
 from apps.uploads import selectors as upload_selectors
 from apps.uploads.services import IncomingFile
 
-auth = ApiKeyOrSession()
-upload_router = Router(tags=["upload"], auth=auth)
-status_router = Router(tags=["status"], auth=auth)
+generate_auth = ApiKeyOrSession(scope="generate", limit_group="upload")
+read_auth = ApiKeyOrSession(scope="read", limit_group="read")
+upload_router = Router(tags=["upload"], auth=generate_auth)
+status_router = Router(tags=["status"], auth=read_auth)
 models_router = Router(tags=["models"])
 
 INVALID_TASK_ID = "Invalid task ID format. Expected UUID format."
@@ -158,7 +159,7 @@ class GenerateIn(Schema):
     params: dict[str, Any] = {}
 
 
-@models_router.post("/generate", auth=auth, summary="Start one job for an uploaded file")
+@models_router.post("/generate", auth=generate_auth, summary="Start one job for an uploaded file")
 def generate(request: HttpRequest, payload: GenerateIn):
     image_id = parse_uuid(payload.file_id, message="Invalid file ID format. Expected UUID format.")
     image = upload_selectors.source_image_get_for_owner(image_id=image_id, owner=request.owner)
@@ -189,7 +190,7 @@ def _job_stream_url(request: HttpRequest, job_id) -> str:
     return f"/api/v1/status/jobs/{job_id}/stream?token={token}"
 
 
-@models_router.get("/job/{job_id}", auth=auth, summary="Status of one job")
+@models_router.get("/job/{job_id}", auth=read_auth, summary="Status of one job")
 def job_status(request: HttpRequest, job_id: str):
     job = selectors.job_get_for_owner(
         job_id=parse_uuid(job_id, message=INVALID_JOB_ID), owner=request.owner
@@ -222,6 +223,7 @@ def job_status(request: HttpRequest, job_id: str):
 
 @models_router.get("/available", summary="Every generator with its parameters")
 def available(request: HttpRequest):
+    anonymous_rate_limit(request)
     default = generator_default_id()
     return [
         {

@@ -78,7 +78,10 @@ def _user(request: StreamRequest, resource: str):
         scheme, _, key = authorization.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise NotAuthenticated("Not authenticated")
-        return account_selectors.api_key_authenticate(key.strip()).owner
+        api_key = account_selectors.api_key_authenticate(key.strip())
+        if "read" not in api_key.scopes:
+            raise NotAuthenticated("API key lacks the 'read' scope")
+        return api_key.owner
     if token := request.query.get("token"):
         user = account_selectors.stream_token_user(
             token, resource=resource, max_age=settings.STREAM_TOKEN_MAX_AGE_SECONDS

@@ -1,0 +1,86 @@
+"""Per-key rate limits on the shared cache (django-ratelimit), so a limit holds across any number
+of web processes. Keys are limited by key, signed-in users by user, anonymous calls by IP."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.http import HttpRequest
+from django_ratelimit.core import get_usage
+
+from apps.core.errors import ServiceError
+
+logger = logging.getLogger("image2model.accounts")
+
+
+@dataclass(frozen=True)
+class Usage:
+    limit: int
+    remaining: int
+    reset: int  # seconds until the window starts again
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "RateLimit-Limit": str(self.limit),
+            "RateLimit-Remaining": str(self.remaining),
+            "RateLimit-Reset": str(self.reset),
+        }
+
+
+class RateLimited(ServiceError):
+    status_code = 429
+    error_code = "RATE_LIMIT_EXCEEDED"
+
+
+def _rate(group: str, request: HttpRequest) -> str:
+    """A key's own limit (if set) for uploads; the configured defaults otherwise."""
+    if getattr(request, "owner", None) is None:
+        return settings.RATE_LIMIT_ANONYMOUS
+    api_key = getattr(request, "api_key", None)
+    if group == "upload":
+        if api_key is not None and api_key.rate_limit_per_minute:
+            return f"{api_key.rate_limit_per_minute}/m"
+        return settings.RATE_LIMIT_UPLOADS
+    return settings.RATE_LIMIT_READS
+
+
+def _identity(group: str, request: HttpRequest) -> str:
+    api_key = getattr(request, "api_key", None)
+    if api_key is not None:
+        return f"key:{api_key.pk}"
+    owner = getattr(request, "owner", None)
+    if owner is not None:
+        return f"user:{owner.pk}"
+    return f"ip:{request.META.get('REMOTE_ADDR', '')}"
+
+
+def rate_limit(request: HttpRequest, group: str) -> Usage | None:
+    """Count this request in its group; raise RateLimited (429) past the limit.
+
+    The usage is kept on the request so the response carries the RateLimit headers too.
+    """
+    if not settings.RATELIMIT_ENABLE:
+        return None
+    rate = _rate(group, request)
+    try:
+        usage = get_usage(request, group=f"api-{group}", key=_identity, rate=rate, increment=True)
+    except Exception:  # the cache is down: serve rather than refuse everyone
+        logger.warning("rate limit not checked: cache unavailable", exc_info=True)
+        return None
+    if usage is None:
+        return None
+    info = Usage(
+        limit=usage["limit"],
+        remaining=max(0, usage["limit"] - usage["count"]),
+        reset=max(0, usage["time_left"]),
+    )
+    request.rate_limit_usage = info
+    if usage["should_limit"]:
+        raise RateLimited(
+            "Rate limit exceeded",
+            details={"limit": info.limit, "retry_after": info.reset},
+            headers={**info.headers(), "Retry-After": str(max(1, info.reset))},
+        )
+    return info
