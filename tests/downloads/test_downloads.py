@@ -164,3 +164,17 @@ def test_downloads_work_over_a_real_server(finished_batch, alice_key, live_serve
     assert url.startswith(f"{live_server.url}/api/v1/download/direct/")
     response = httpx.get(url)  # no header: the signature is the permission
     assert response.status_code == 200 and len(response.content) == body["files"][0]["size"]
+
+
+def test_another_users_session_gets_404_everywhere(bob, alice_api, finished_batch):
+    job = alice_api.get(f"/api/v1/status/tasks/{finished_batch}/status").json()["files"][0]
+    session = Client()
+    session.force_login(bob)
+    for path in [
+        f"/api/v1/status/tasks/{finished_batch}/status",
+        f"/api/v1/download/{finished_batch}/all",
+        f"/api/v1/download/{finished_batch}/archive",
+        f"/api/v1/download/{finished_batch}/chelsea.glb",
+        f"/api/v1/models/job/{job['job_id']}",
+    ]:
+        assert session.get(path).status_code == 404, path
