@@ -16,5 +16,8 @@ urlpatterns = [
     path("api/v1/health/metrics", exports.ExportToDjangoView, name="api-v1-metrics"),
     path("api/v1/", api_v1.urls),
     path("accounts/", include("django.contrib.auth.urls")),
+    path("account/", include("apps.accounts.urls")),
+    path("", include("apps.jobs.urls")),
+    path("", include("apps.uploads.urls")),
     path("admin/", admin.site.urls),
 ]

@@ -35,7 +35,11 @@ class CircuitBreaker:
         return settings.BREAKER_COOLDOWN_SECONDS
 
     def state(self) -> str:
-        opened_at = cache.get(self.opened_key)
+        try:
+            opened_at = cache.get(self.opened_key)
+        except Exception:  # the cache is down: do not block generation on the breaker itself
+            logger.warning("circuit %s state unknown (cache unavailable)", self.name)
+            return CLOSED
         if opened_at is None:
             return CLOSED
         return OPEN if time.time() - opened_at < self.cooldown else HALF_OPEN
@@ -47,14 +51,26 @@ class CircuitBreaker:
             return True
         if state == OPEN:
             return False
-        return cache.add(self.probe_key, 1, timeout=max(1, int(self.cooldown)))
+        try:
+            return cache.add(self.probe_key, 1, timeout=max(1, int(self.cooldown)))
+        except Exception:
+            return True
 
     def record_success(self) -> None:
-        if cache.get(self.opened_key) is not None:
-            logger.info("circuit %s closed after a successful call", self.name)
-        cache.delete_many([self.failures_key, self.opened_key, self.probe_key])
+        try:
+            if cache.get(self.opened_key) is not None:
+                logger.info("circuit %s closed after a successful call", self.name)
+            cache.delete_many([self.failures_key, self.opened_key, self.probe_key])
+        except Exception:
+            logger.warning("circuit %s: success not recorded (cache unavailable)", self.name)
 
     def record_failure(self) -> None:
+        try:
+            self._count_failure()
+        except Exception:
+            logger.warning("circuit %s: failure not recorded (cache unavailable)", self.name)
+
+    def _count_failure(self) -> None:
         if self.state() == HALF_OPEN:
             self._open()
             return

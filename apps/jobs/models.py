@@ -102,6 +102,7 @@ class Artifact(TimeStampedModel):
     size = models.PositiveBigIntegerField()
     sha256 = models.CharField(max_length=64)
     content_type = models.CharField(max_length=60)
+    face_count = models.PositiveIntegerField(null=True, blank=True)
     expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:

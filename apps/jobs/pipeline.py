@@ -7,6 +7,7 @@ transaction (``events.job_change``). The pipeline never imports services or acto
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import shutil
 import tempfile
@@ -29,11 +30,18 @@ from dramatiq.middleware import TimeLimitExceeded
 from apps.jobs.events import job_change
 from apps.jobs.models import Artifact, Job, WorkerHeartbeat
 from apps.jobs.providers import generator_get
-from apps.jobs.providers.base import GenerationCanceled, GenerationError, Output, RunContext
+from apps.jobs.providers.base import (
+    GenerationCanceled,
+    GenerationError,
+    Output,
+    ParameterError,
+    RunContext,
+)
 
 logger = logging.getLogger("image2model.jobs")
 
 PROGRESS_MIN_INTERVAL_SECONDS = 0.25
+MAX_RETRY_AFTER_SECONDS = 600
 GENERATOR_SHARE = 90  # percent of a job's progress bar that belongs to the generator
 CANCEL_CHECK_INTERVAL_SECONDS = 1.0
 
@@ -94,7 +102,9 @@ def job_run(*, job_id: str) -> None:
     except GenerationError as error:
         if error.transient and job.attempts < settings.JOB_MAX_RETRIES + 1:
             _requeue(job, error)
-            delay = int(error.retry_after * 1000) if error.retry_after is not None else None
+            delay = None
+            if error.retry_after is not None:  # the upstream's own wait, within reason
+                delay = int(min(error.retry_after, MAX_RETRY_AFTER_SECONDS) * 1000)
             raise TransientJobError(error.message, delay=delay) from error
         job_fail(job.id, code=error.code, message=error.message)
     except TimeLimitExceeded:
@@ -138,8 +148,10 @@ def _context(job: Job) -> RunContext:
 
 def _fallback_for(job: Job, generator, error: GenerationError, tried: set[str]):
     """The configured fallback when ``generator`` is unavailable, if it may run this job."""
-    if error.code != "GENERATION_UNAVAILABLE" or job.upstream_request_id:
+    if error.code != "GENERATION_UNAVAILABLE":
         return None
+    if job.upstream_request_id or job.upstream_submitted_at:
+        return None  # something may already run upstream for this job: never a second one
     fallback = generator_get(settings.GENERATOR_FALLBACKS.get(generator.id, ""))
     if fallback is None or fallback.id in tried or not fallback.availability()[0]:
         return None
@@ -147,7 +159,15 @@ def _fallback_for(job: Job, generator, error: GenerationError, tried: set[str]):
 
 
 def _switch_generator(job: Job, fallback) -> Job:
-    shared = {name: value for name, value in job.params.items() if fallback.param(name)}
+    shared = {}
+    for name, value in job.params.items():
+        param = fallback.param(name)
+        if param is None or value is None:
+            continue
+        try:
+            shared[name] = param.clean(value)
+        except ParameterError:
+            continue  # out of the fallback's range: its default applies
     changed = job_change(
         job.id,
         changes={
@@ -177,7 +197,11 @@ class _UpstreamRecorder:
 
 
 def _store_outputs(job: Job, outputs: list[Output]) -> None:
-    job_change(job.id, changes={"stage": "storing", "progress": 95}, event_type="progress")
+    job_change(
+        job.id,
+        changes={"stage": "storing", "progress": 95, "message": "Storing the model"},
+        event_type="progress",
+    )
     stem = job.source_image.output_stem
     for output in outputs:
         suffix = "" if output.kind == Artifact.Kind.MODEL else f"-{output.kind}"
@@ -194,6 +218,7 @@ def _store_outputs(job: Job, outputs: list[Output]) -> None:
                 "size": len(output.data),
                 "sha256": hashlib.sha256(output.data).hexdigest(),
                 "content_type": output.content_type,
+                "face_count": glb_face_count(output.data) if output.format == "glb" else None,
                 "expired_at": None,
             },
         )
@@ -386,3 +411,20 @@ def jobs_reap_stale(*, stale_after: timedelta, resend_after: timedelta, requeue)
     # Heartbeat rows of workers gone for a day only clutter the admin.
     WorkerHeartbeat.objects.filter(last_seen__lt=timezone.now() - timedelta(days=1)).delete()
     return counts
+
+
+def glb_face_count(data: bytes) -> int | None:
+    """Triangles in a GLB, read from its JSON chunk (no mesh is loaded)."""
+    try:
+        length = int.from_bytes(data[12:16], "little")
+        document = json.loads(data[20 : 20 + length])
+        total = 0
+        for mesh in document.get("meshes", []):
+            for primitive in mesh.get("primitives", []):
+                if primitive.get("mode", 4) != 4:
+                    continue
+                accessor = primitive.get("indices", primitive["attributes"]["POSITION"])
+                total += document["accessors"][accessor]["count"] // 3
+        return total
+    except (ValueError, KeyError, IndexError, TypeError):
+        return None

@@ -26,10 +26,13 @@ from apps.uploads import services as upload_services
 
 __all__ = [
     "ParamsInvalid",
+    "batch_cancel",
+    "batch_retry_failed",
     "batch_submit",
     "generator_params_clean",
     "job_cancel",
     "job_generate",
+    "job_retry",
     "jobs_reap",
 ]
 
@@ -204,3 +207,47 @@ def jobs_reap(*, stale_after: timedelta, resend_after: timedelta | None = None) 
         resend_after=resend_after,
         requeue=lambda job_id: job_run_actor.send(str(job_id)),
     )
+
+
+def job_retry(*, job: Job) -> Job | None:
+    """Run a failed or canceled job again, from the start (a new upstream request if any)."""
+    retried = job_change(
+        job.id,
+        changes={
+            "status": Job.Status.QUEUED,
+            "stage": "queued",
+            "progress": None,
+            "queue_position": None,
+            "message": "Retrying at the owner's request",
+            "error_code": "",
+            "error_message": "",
+            "attempts": 0,
+            "cancel_requested": False,
+            "requeued_by_reaper": False,
+            "upstream_request_id": "",
+            "upstream_submitted_at": None,
+            "heartbeat_at": None,
+            "started_at": None,
+            "finished_at": None,
+        },
+        only_if=Q(status__in=[Job.Status.FAILED, Job.Status.CANCELED]),
+    )
+    if retried is not None:
+        transaction.on_commit(lambda: job_run_actor.send(str(job.id)))
+    return retried
+
+
+def batch_cancel(*, batch_id) -> int:
+    """Cancel every job of a batch that has not finished; returns how many."""
+    jobs = list(Job.objects.filter(batch_id=batch_id).exclude(status__in=Job.TERMINAL))
+    for job in jobs:
+        job_cancel(job=job)
+    return len(jobs)
+
+
+def batch_retry_failed(*, batch_id) -> int:
+    """Retry every failed or canceled job of a batch; returns how many."""
+    jobs = Job.objects.filter(
+        batch_id=batch_id, status__in=[Job.Status.FAILED, Job.Status.CANCELED]
+    )
+    return sum(1 for job in jobs if job_retry(job=job) is not None)

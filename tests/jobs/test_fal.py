@@ -330,3 +330,22 @@ def test_an_open_circuit_falls_back_to_the_configured_generator(alice, fal, brok
     assert any(e.payload["stage"] == "fallback" for e in job.events.all())
     mesh = trimesh.load(Artifact.objects.get(job=job, kind="model").file.path, force="mesh")
     assert len(mesh.faces) == 12
+
+
+def test_an_open_circuit_does_not_strand_a_request_fal_already_accepted(alice, fal, broker):
+    fal.fail("status", *["503"] * 4)
+    job = make_job(alice)
+    with pytest.raises(pipeline.TransientJobError):
+        run(job)
+    cache.set("breaker:tripo3d:opened_at", time.time(), timeout=60)  # FAL looked down meanwhile
+    job = run(job)
+    assert job.status == "succeeded" and len(fal.submits) == 1
+
+
+def test_a_fallback_drops_values_outside_its_own_ranges(alice, fal, broker, settings):
+    settings.GENERATOR_FALLBACKS = {"tripo3d": "relief"}
+    cache.set("breaker:tripo3d:opened_at", time.time(), timeout=60)
+    job = run(make_job(alice, face_limit=300000))  # valid for Tripo3D, too many for Relief
+    assert job.status == "succeeded" and job.generator == "relief"
+    assert job.params["face_limit"] == 20000  # Relief's default
+    assert fal.submits == []

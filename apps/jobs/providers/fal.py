@@ -171,7 +171,9 @@ class FalGenerator(Generator):
         return self.breaker.state()
 
     def run(self, image_path: Path, params: dict[str, Any], context: RunContext) -> list[Output]:
-        if not self.breaker.allow():
+        # A job resuming a request FAL already accepted (and we pay for) always goes on to
+        # collect it; the breaker only holds back new submits.
+        if not context.upstream_request_id and not self.breaker.allow():
             raise GenerationError("GENERATION_UNAVAILABLE", UNAVAILABLE_MESSAGE)
         configure_fal_client()
         try:
@@ -479,7 +481,7 @@ def _status_error(status: int, headers, detail: Any) -> GenerationError:
     if status == 429:
         return GenerationError(
             "UPSTREAM_RATE_LIMITED",
-            "The generation service is busy; the job will be retried.",
+            "The generation service is busy (rate limited).",
             transient=True,
             retry_after=_retry_after(headers),
         )
