@@ -12,7 +12,7 @@ TEST_REDIS_URL ?= redis://localhost:6379/0
 TEST_ENV := DJANGO_ENV=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	REDIS_PREFIX=image2model-test DATA_DIR=$(CURDIR)/var/test
 
-.PHONY: run test lint fmt install install-dev bench clean help
+.PHONY: run test lint fmt install install-dev bench clean help vendor screenshots
 
 help:
 	@echo "make run    set up and serve on http://$(HOST):$(PORT)/ (SQLite, in-process workers)"
@@ -54,3 +54,12 @@ fmt: $(VENV)/.dev-installed
 
 clean:
 	rm -rf $(VENV) var
+
+vendor:
+	bash scripts/vendor_model_viewer.sh
+
+# Current page screenshots for the README, taken by the browser tests.
+screenshots: $(VENV)/.dev-installed
+	$(TEST_ENV) $(PY) -m pytest -q tests/pages
+	mkdir -p docs/screenshots
+	cp test-artifacts/screenshots/*.png docs/screenshots/

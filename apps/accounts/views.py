@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import secrets
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
@@ -13,6 +16,9 @@ from apps.accounts import selectors, services
 
 
 class KeyForm(forms.Form):
+    # One token per rendered form: a reload that re-posts it creates nothing twice. (The page
+    # answers the POST itself instead of redirecting, so the secret is never stored anywhere.)
+    once = forms.CharField(widget=forms.HiddenInput)
     name = forms.CharField(max_length=100, label="Name", help_text="Where the key is used.")
     scopes = forms.MultipleChoiceField(
         choices=[("generate", "Generate (upload)"), ("read", "Read (status, downloads)")],
@@ -26,10 +32,17 @@ def keys_page(request: HttpRequest) -> HttpResponse:
     form = KeyForm(request.POST or None)
     secret = None
     if request.method == "POST" and form.is_valid():
-        _, secret = services.api_key_create(
-            owner=request.user, name=form.cleaned_data["name"], scopes=form.cleaned_data["scopes"]
-        )
-        form = KeyForm()
+        if cache.add(f"key-form:{request.user.pk}:{form.cleaned_data['once']}", 1, timeout=86400):
+            _, secret = services.api_key_create(
+                owner=request.user,
+                name=form.cleaned_data["name"],
+                scopes=form.cleaned_data["scopes"],
+            )
+        else:
+            messages.info(request, "That key was already created; its secret was shown once.")
+        form = KeyForm(initial={"once": secrets.token_urlsafe(16)})
+    elif request.method != "POST":
+        form = KeyForm(initial={"once": secrets.token_urlsafe(16)})
     keys = selectors.api_key_list_for_owner(owner=request.user)
     return render(request, "accounts/keys.html", {"form": form, "keys": keys, "secret": secret})
 

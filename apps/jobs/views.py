@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from csp.decorators import csp_update
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -91,7 +92,17 @@ def batch_page(request: HttpRequest, batch_id) -> HttpResponse:
     )
 
 
+# What the vendored <model-viewer> needs beyond the site-wide policy, on this page only: it
+# compiles WebAssembly decoders ('wasm-unsafe-eval' allows no JavaScript eval) and adds one
+# fixed style element (allowed by its hash; tests/pages fails if a new version changes it).
+MODEL_VIEWER_CSP = {
+    "script-src": ["'wasm-unsafe-eval'"],
+    "style-src": ["'sha256-PXtZZkJMMyc18o/DN1ZEFOJ2qEGq95IQbVaJFMOXOb0='"],
+}
+
+
 @login_required
+@csp_update(MODEL_VIEWER_CSP)
 def job_page(request: HttpRequest, job_id) -> HttpResponse:
     job = selectors.job_get_for_owner(job_id=job_id, owner=request.user)
     if job is None:

@@ -57,7 +57,9 @@
     list.replaceChildren();
     entries.forEach((entry, index) => {
       const row = el("li", { class: "file-card" + (entry.problem ? " invalid" : "") });
-      const img = el("img", { src: entry.url, alt: "", class: "thumb" });
+      const img = entry.problem
+        ? el("div", { class: "thumb placeholder", "aria-hidden": "true" }, "!")
+        : el("img", { src: entry.url, alt: "", class: "thumb" });
       const name = el("span", { class: "file-name" }, entry.file.name);
       const size = el("span", { class: "hint" }, formatSize(entry.file.size));
       const bar = el("progress", { max: "100", value: "0", "aria-label": "Upload of " + entry.file.name });
