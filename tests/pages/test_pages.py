@@ -215,8 +215,8 @@ def test_bad_files_and_refusals_are_explained(browser, site, django_user_model, 
 
 def test_someone_elses_batch_is_not_found(browser, site, django_user_model, alice):
     server, _ = site
-    from apps.uploads.services import IncomingFile
     from apps.jobs.services import batch_submit
+    from apps.uploads.services import IncomingFile
 
     with open(DATA / "chelsea.png", "rb") as stream:
         batch, jobs = batch_submit(owner=alice, files=[IncomingFile("chelsea.png", stream)])
