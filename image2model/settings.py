@@ -75,7 +75,7 @@ REDIS_TIMEOUT_SECONDS = env.float("REDIS_TIMEOUT_SECONDS", default=2.0)
 
 INSTALLED_APPS = [
     "daphne",
-    "django.contrib.admin",
+    "apps.console.apps.ConsoleAdminConfig",  # django.contrib.admin with the console site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -257,24 +257,50 @@ FAL_KEY = env.str("FAL_KEY", default="")
 DOWNLOAD_LINK_MAX_AGE_SECONDS = env.int("DOWNLOAD_LINK_MAX_AGE_SECONDS", default=3600)
 
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOG_DIR = Path(env.str("LOG_DIR", default=str(DATA_DIR / "logs")))
+LOG_DIR.mkdir(parents=True, exist_ok=True)
+LOG_FILE_NAME = "image2model.log"
+# json (default) or plain: what the console gets; the file is always JSON lines.
+LOG_CONSOLE_FORMAT = env.str("LOG_CONSOLE_FORMAT", default="json")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "filters": {"request_id": {"()": "apps.core.request_id.RequestIdFilter"}},
     "formatters": {
-        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"}
+        "json": {"()": "apps.logs.handlers.JsonLineFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
     },
     "handlers": {
         "console": {
             "class": "logging.StreamHandler",
-            "formatter": "plain",
+            "formatter": "plain" if LOG_CONSOLE_FORMAT == "plain" else "json",
             "filters": ["request_id"],
-        }
+        },
+        # Rotated by `manage.py rotate_logs`; WatchedFileHandler reopens the file after that.
+        "file": {
+            "class": "logging.handlers.WatchedFileHandler",
+            "filename": str(LOG_DIR / LOG_FILE_NAME),
+            "formatter": "json",
+            "filters": ["request_id"],
+            "delay": True,
+        },
+        "database": {"()": "apps.logs.handlers.DatabaseHandler", "filters": ["request_id"]},
     },
-    "root": {"handlers": ["console"], "level": "WARNING"},
+    "root": {"handlers": ["console", "file", "database"], "level": "WARNING"},
     "loggers": {
-        "image2model": {"handlers": ["console"], "level": LOG_LEVEL, "propagate": False},
-        "django": {"handlers": ["console"], "level": "INFO", "propagate": False},
+        "image2model": {
+            "handlers": ["console", "file", "database"],
+            "level": LOG_LEVEL,
+            "propagate": False,
+        },
+        "django": {
+            "handlers": ["console", "file", "database"],
+            "level": "INFO",
+            "propagate": False,
+        },
+        # Every request is logged once by image2model.requests; Django's own copy is noise.
+        "django.request": {"handlers": ["database"], "level": "ERROR", "propagate": False},
+        "django.server": {"handlers": [], "level": "INFO", "propagate": False},
     },
 }
 
@@ -371,3 +397,10 @@ if PRODUCTION:
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+# Housekeeping (manage.py housekeeping, the scheduler process)
+RETENTION_HOURS = env.int("RETENTION_HOURS", default=7 * 24)  # stored files of finished jobs
+LOG_ROTATE_MAX_BYTES = env.int("LOG_ROTATE_MAX_BYTES", default=50 * 1024 * 1024)
+LOG_ROTATE_MAX_AGE_HOURS = env.int("LOG_ROTATE_MAX_AGE_HOURS", default=24)
+LOG_ROTATE_KEEP = env.int("LOG_ROTATE_KEEP", default=10)
+LOG_RETENTION_DAYS = env.int("LOG_RETENTION_DAYS", default=30)

@@ -13,7 +13,9 @@ mkdir mv three
 tar xzf "google-model-viewer-${MODEL_VIEWER_VERSION}.tgz" -C mv
 tar xzf "three-${THREE_VERSION}.tgz" -C three
 mkdir -p "$target"
-cp mv/package/dist/model-viewer.min.js "$target/model-viewer.min.js"
+# The source map is not shipped; drop the comment that points at it (collectstatic's manifest
+# storage would otherwise look for the missing file).
+sed '/^\/\/# sourceMappingURL=/d' mv/package/dist/model-viewer.min.js > "$target/model-viewer.min.js"
 cp mv/package/LICENSE "$target/LICENSE"
 cp three/package/LICENSE "$target/LICENSE.three"
 printf '@google/model-viewer %s (bundles three.js %s), from the npm registry.\n' \

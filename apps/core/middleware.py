@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.urls import Resolver404, resolve
@@ -13,8 +15,12 @@ from apps.core.request_id import request_id_from_header, reset_request_id, set_r
 API_PREFIX = "/api/"
 
 
+request_logger = logging.getLogger("image2model.requests")
+
+
 class RequestIdMiddleware:
-    """Accepts a well-formed ``X-Request-ID`` or makes one; echoes it on the response."""
+    """Accepts a well-formed ``X-Request-ID`` or makes one; echoes it on the response; logs one
+    line per request with its route (the URL pattern, never the raw path), status and time."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -23,8 +29,10 @@ class RequestIdMiddleware:
         request_id = request_id_from_header(request.headers.get("X-Request-ID"))
         request.request_id = request_id
         token = set_request_id(request_id)
+        started = time.perf_counter()
         try:
             response = self.get_response(request)
+            _log_request(request, response.status_code, started)
         finally:
             reset_request_id(token)
         response["X-Request-ID"] = request_id
@@ -58,6 +66,36 @@ class ApiTrailingSlashMiddleware:
             target = request.path + "/" + (f"?{query}" if query else "")
             return TemporaryRedirectPreservingMethod(target)
         return self.get_response(request)
+
+
+def _log_request(request: HttpRequest, status: int, started: float) -> None:
+    match = getattr(request, "resolver_match", None)
+    route = (match.route or match.view_name) if match else "unmatched"
+    owner = getattr(request, "owner", None) or getattr(request, "user", None)
+    api_key = getattr(request, "api_key", None)
+    user_id = (
+        f"key:{api_key.prefix}"
+        if api_key
+        else (
+            f"user:{owner.pk}"
+            if owner is not None and getattr(owner, "is_authenticated", False)
+            else ""
+        )
+    )
+    request_logger.log(
+        logging.ERROR if status >= 500 else logging.INFO,
+        "%s %s %s",
+        request.method,
+        route,
+        status,
+        extra={
+            "route": route,
+            "method": request.method,
+            "status": status,
+            "user_id": user_id,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
 
 
 def _resolves(path: str) -> bool:

@@ -11,6 +11,7 @@ from zipstream import ZipStream
 from apps.accounts.auth import ApiKeyOrSession, anonymous_rate_limit
 from apps.core.errors import InvalidInput, NotFound
 from apps.core.ids import parse_uuid
+from apps.downloads.metrics import SERVED_BYTES
 from apps.downloads.services import download_link_sign, download_link_verify
 from apps.jobs import selectors as job_selectors
 from apps.uploads import selectors as upload_selectors
@@ -37,6 +38,7 @@ def _signed_url(request: HttpRequest, artifact) -> str:
 
 
 def _file_response(artifact) -> FileResponse:
+    SERVED_BYTES.labels(artifact.kind).inc(artifact.size)
     response = FileResponse(
         default_storage.open(artifact.file.name, "rb"),
         as_attachment=True,
@@ -102,6 +104,7 @@ def download_archive(request: HttpRequest, job_id: str):
     archive = ZipStream(sized=True)
     for model in models:
         archive.add(_chunks(model.file.name), model.filename, size=model.size)
+    SERVED_BYTES.labels("archive").inc(len(archive))
     response = StreamingHttpResponse(archive, content_type="application/zip")
     response["Content-Length"] = str(len(archive))
     response["Content-Disposition"] = f'attachment; filename="models-{batch.id}.zip"'

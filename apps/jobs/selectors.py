@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from django.db.models import QuerySet
 from django.utils import timezone
@@ -18,8 +19,12 @@ __all__ = [
     "batch_summary",
     "events_for_batch",
     "generators_describe",
+    "job_counts",
+    "job_counts_since",
+    "job_duration_buckets",
     "job_get_for_owner",
     "jobs_for_batch",
+    "queue_depths",
     "workers_alive_count",
 ]
 
@@ -123,3 +128,59 @@ def generators_describe() -> list[dict]:
     from apps.jobs.providers import generators_all
 
     return [generator.describe() for generator in generators_all()]
+
+
+def job_counts() -> dict[tuple[str, str, str], int]:
+    """{(generator, status, error_code): count} over all jobs."""
+    from django.db.models import Count
+
+    rows = Job.objects.values_list("generator", "status", "error_code").annotate(n=Count("id"))
+    return {(generator, status, code): n for generator, status, code, n in rows}
+
+
+def job_duration_buckets(bounds) -> tuple[list[tuple[float, int]], float, int]:
+    """Cumulative counts of finished jobs by run time, the sum of run times, and the count."""
+    from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, Sum
+
+    duration = ExpressionWrapper(F("finished_at") - F("started_at"), output_field=DurationField())
+    finished = Job.objects.filter(started_at__isnull=False, finished_at__isnull=False).annotate(
+        run=duration
+    )
+    aggregates = {
+        f"le_{i}": Count("id", filter=Q(run__lte=timedelta(seconds=b)))
+        for i, b in enumerate(bounds)
+    }
+    result = finished.aggregate(total=Sum("run"), count=Count("id"), **aggregates)
+    buckets = [(b, result[f"le_{i}"]) for i, b in enumerate(bounds)]
+    total = result["total"].total_seconds() if result["total"] else 0.0
+    return buckets, total, result["count"]
+
+
+def queue_depths() -> dict[str, int]:
+    """Messages waiting per queue (delayed retries included), from the broker itself."""
+    import dramatiq
+
+    broker = dramatiq.get_broker()
+    depths = {}
+    for queue in sorted(broker.get_declared_queues()):
+        if queue.endswith(".DQ") or queue.endswith(".XQ"):
+            continue
+        client = getattr(broker, "client", None)
+        if client is not None:  # Redis: the list of message ids, plus its delayed queue
+            namespace = broker.namespace
+            depths[queue] = int(client.llen(f"{namespace}:{queue}")) + int(
+                client.llen(f"{namespace}:{queue}.DQ")
+            )
+        else:  # the in-memory broker of the embedded mode
+            depths[queue] = broker.queues[queue].qsize() + broker.queues[f"{queue}.DQ"].qsize()
+    return depths
+
+
+def job_counts_since(*, since) -> dict[str, Any]:
+    """Jobs created since ``since``, by status and by generator (the console dashboard)."""
+    from django.db.models import Count
+
+    recent = Job.objects.filter(created_at__gte=since)
+    by_status = dict(recent.values_list("status").annotate(n=Count("id")))
+    by_generator = dict(recent.values_list("generator").annotate(n=Count("id")))
+    return {"total": sum(by_status.values()), "by_status": by_status, "by_generator": by_generator}

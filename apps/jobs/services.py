@@ -29,10 +29,12 @@ __all__ = [
     "batch_cancel",
     "batch_retry_failed",
     "batch_submit",
+    "files_cleanup",
     "generator_params_clean",
     "job_cancel",
     "job_generate",
     "job_retry",
+    "jobs_files_delete",
     "jobs_reap",
 ]
 
@@ -251,3 +253,66 @@ def batch_retry_failed(*, batch_id) -> int:
         batch_id=batch_id, status__in=[Job.Status.FAILED, Job.Status.CANCELED]
     )
     return sum(1 for job in jobs if job_retry(job=job) is not None)
+
+
+def files_cleanup(*, older_than: timedelta, dry_run: bool = False, batch_size: int = 500) -> dict:
+    """Delete stored files of finished jobs past retention; keep the rows, marked expired.
+
+    Counts only what this run itself expired, so two runs at once never count a file twice.
+    """
+    from django.core.files.storage import default_storage
+
+    from apps.jobs.models import Artifact
+
+    cutoff = timezone.now() - older_than
+    old_jobs = Job.objects.filter(status__in=Job.TERMINAL, finished_at__lt=cutoff)
+    totals = {"jobs": 0, "files": 0, "bytes": 0}
+    artifacts = Artifact.objects.filter(job__in=old_jobs, expired_at__isnull=True).order_by("pk")
+    for chunk in _chunks(list(artifacts.values_list("pk", "file", "size", "job_id")), batch_size):
+        jobs = set()
+        for pk, name, size, job_id in chunk:
+            if dry_run or Artifact.objects.filter(pk=pk, expired_at__isnull=True).update(
+                expired_at=timezone.now()
+            ):
+                if not dry_run:
+                    default_storage.delete(name)
+                totals["files"] += 1
+                totals["bytes"] += size
+                jobs.add(job_id)
+        totals["jobs"] += len(jobs)
+    # An original goes once no job that uses it is unfinished or recent.
+    busy = Job.objects.exclude(status__in=Job.TERMINAL) | Job.objects.filter(
+        finished_at__gte=cutoff
+    )
+    image_ids = list(
+        old_jobs.exclude(source_image_id__in=busy.values("source_image_id"))
+        .values_list("source_image_id", flat=True)
+        .distinct()
+    )
+    for chunk in _chunks(image_ids, batch_size):
+        files, size = upload_services.source_images_expire(image_ids=chunk, dry_run=dry_run)
+        totals["files"] += files
+        totals["bytes"] += size
+    return totals
+
+
+def _chunks(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def jobs_files_delete(*, job_ids: list) -> dict:
+    """Delete the stored outputs of these jobs now (records stay, marked expired)."""
+    from django.core.files.storage import default_storage
+
+    from apps.jobs.models import Artifact
+
+    totals = {"files": 0, "bytes": 0}
+    for artifact in Artifact.objects.filter(job_id__in=job_ids, expired_at__isnull=True):
+        if Artifact.objects.filter(pk=artifact.pk, expired_at__isnull=True).update(
+            expired_at=timezone.now()
+        ):
+            default_storage.delete(artifact.file.name)
+            totals["files"] += 1
+            totals["bytes"] += artifact.size
+    return totals

@@ -49,6 +49,8 @@ class SourceImage(TimeStampedModel):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     size = models.PositiveBigIntegerField()
+    # Set when the retention cleanup deleted the stored file (the row and its name stay).
+    expired_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["batch", "position"]

@@ -18,6 +18,7 @@ from django.db import transaction
 from django.db.models import F
 
 from apps.core.errors import InvalidInput
+from apps.uploads.metrics import UPLOADED_BYTES, UPLOADED_FILES
 from apps.uploads.models import Batch, SourceImage
 from apps.uploads.names import display_filename, filename_problem, output_stem, unique_stems
 from apps.uploads.validation import ImageFacts, ImageRejected, image_inspect
@@ -29,6 +30,7 @@ __all__ = [
     "batch_event_seq_next",
     "batch_files_discard",
     "source_image_path",
+    "source_images_expire",
 ]
 
 logger = logging.getLogger("image2model.uploads")
@@ -113,6 +115,8 @@ def batch_create(
     except BaseException:
         batch_files_discard(stored)
         raise
+    UPLOADED_FILES.inc(len(images))
+    UPLOADED_BYTES.inc(sum(image.size for image in images))
     return batch, images
 
 
@@ -152,3 +156,26 @@ def batch_create_for_image(
     return Batch.objects.create(
         owner=owner, api_key=api_key, generator=generator, params=params, face_limit=face_limit
     )
+
+
+def source_images_expire(*, image_ids: list, dry_run: bool = False) -> tuple[int, int]:
+    """Delete the stored originals of these images and mark them expired: (files, bytes).
+
+    The conditional update claims each row first, so two cleanups running at once never count
+    (or delete) the same file twice.
+    """
+    from django.utils import timezone
+
+    candidates = SourceImage.objects.filter(pk__in=image_ids, expired_at__isnull=True)
+    if dry_run:
+        sizes = list(candidates.values_list("size", flat=True))
+        return len(sizes), sum(sizes)
+    files = size = 0
+    for image in candidates.only("id", "file", "size"):
+        if SourceImage.objects.filter(pk=image.pk, expired_at__isnull=True).update(
+            expired_at=timezone.now()
+        ):
+            default_storage.delete(image.file.name)
+            files += 1
+            size += image.size
+    return files, size

@@ -34,12 +34,21 @@ def test_cancel_ends_every_unfinished_job_of_the_batch(alice, broker):
     assert set(Job.objects.filter(batch=batch).values_list("status", flat=True)) == {"canceled"}
 
 
-def test_retry_runs_failed_and_canceled_jobs_again(alice, broker, worker):
-    batch, _jobs = submit(alice, ["chelsea.png"])
+def test_retry_runs_failed_and_canceled_jobs_again(alice, broker):
+    import dramatiq
+
+    from apps.jobs import actors  # noqa: F401
+
+    batch, _ = submit(alice, ["chelsea.png"])
     signed_in(alice).post(f"/batches/{batch.id}/cancel/")
     response = signed_in(alice).post(f"/batches/{batch.id}/retry/", follow=True)
     assert "Retrying 1 file(s)." in response.content.decode()
-    wait_for_jobs(broker, worker)
+    worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=1)  # only now
+    worker.start()
+    try:
+        wait_for_jobs(broker, worker)
+    finally:
+        worker.stop()
     job = Job.objects.get(batch=batch)
     assert job.status == "succeeded" and job.attempts == 1
 

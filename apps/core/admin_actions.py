@@ -1,0 +1,53 @@
+"""Admin actions that ask for confirmation first (a page listing what they will touch)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.http.response import HttpResponseBase
+from django.template.response import TemplateResponse
+
+
+def confirmed_action(description: str, *, question: str, danger: bool = False):
+    """Wrap ``callback(modeladmin, request, queryset)`` so it runs only once confirmed.
+
+    The callback returns a one-line summary (shown as a message) or a response of its own.
+
+    The first POST shows a confirmation page listing the selected objects; the second (with
+    ``confirm``) runs the callback and reports its one-line summary.
+    """
+
+    def decorate(callback: Callable) -> Callable:
+        @admin.action(description=description)
+        @wraps(callback)
+        def action(modeladmin, request, queryset):
+            if request.POST.get("confirm") == "yes":
+                result = callback(modeladmin, request, queryset)
+                if isinstance(result, HttpResponseBase):
+                    return result  # a page of its own (e.g. new secrets, shown once)
+                if result:
+                    modeladmin.message_user(request, result, messages.SUCCESS)
+                return None
+            return TemplateResponse(
+                request,
+                "admin/confirm_action.html",
+                {
+                    **modeladmin.admin_site.each_context(request),
+                    "title": description,
+                    "question": question,
+                    "danger": danger,
+                    "objects": list(queryset[:200]),
+                    "count": queryset.count(),
+                    "action": request.POST.get("action"),
+                    "selected": request.POST.getlist(helpers.ACTION_CHECKBOX_NAME),
+                    "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                    "opts": modeladmin.model._meta,
+                },
+            )
+
+        return action
+
+    return decorate
