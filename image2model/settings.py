@@ -336,8 +336,9 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATE_LIMIT_UPLOADS = env.str("RATE_LIMIT_UPLOADS", default="60/m")
 RATE_LIMIT_READS = env.str("RATE_LIMIT_READS", default="600/m")
 RATE_LIMIT_ANONYMOUS = env.str("RATE_LIMIT_ANONYMOUS", default="120/m")
-# Behind a proxy, the client address comes from this header (e.g. HTTP_X_FORWARDED_FOR's
-# first entry is NOT trusted by default; set to HTTP_X_REAL_IP when your proxy sets it).
+# Anonymous limits count per client address: REMOTE_ADDR, or this META key when a proxy you
+# run sets it (e.g. HTTP_X_REAL_IP). Note daphne --proxy-headers already puts the first
+# X-Forwarded-For address in REMOTE_ADDR; only use that behind a proxy that overwrites it.
 RATELIMIT_IP_META_KEY = env.str("RATELIMIT_IP_META_KEY", default="") or None
 
 # CORS: an explicit allow-list. Development also allows any localhost port.
@@ -386,7 +387,7 @@ if env.bool("TRUST_X_FORWARDED_PROTO", default=False):
 if PRODUCTION:
     SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=True)
     # Probes call plain HTTP inside the cluster.
-    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^api/v1/health/(liveness|readiness)$"]
+    SECURE_REDIRECT_EXEMPT = [r"^health$", r"^metrics$", r"^api/v1/health/"]
     SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=31_536_000)
     SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=True)
     SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)

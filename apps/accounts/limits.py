@@ -53,7 +53,15 @@ def _identity(group: str, request: HttpRequest) -> str:
     owner = getattr(request, "owner", None)
     if owner is not None:
         return f"user:{owner.pk}"
-    return f"ip:{request.META.get('REMOTE_ADDR', '')}"
+    return f"ip:{client_ip(request)}"
+
+
+def client_ip(request: HttpRequest) -> str:
+    """REMOTE_ADDR, or the header RATELIMIT_IP_META_KEY names (set by a proxy you run)."""
+    header = settings.RATELIMIT_IP_META_KEY
+    if header and request.META.get(header):
+        return request.META[header].split(",")[0].strip()
+    return request.META.get("REMOTE_ADDR", "")
 
 
 def rate_limit(request: HttpRequest, group: str) -> Usage | None:

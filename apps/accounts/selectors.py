@@ -31,7 +31,12 @@ def api_key_authenticate(key: str) -> ApiKey:
 
 
 def api_key_list_for_owner(*, owner) -> list[ApiKey]:
-    return list(ApiKey.objects.filter(owner=owner, revoked_at__isnull=True).order_by("-created_at"))
+    """Keys that still work (including old keys in a rotation's grace time)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    working = Q(revoked_at__isnull=True) | Q(revoked_at__gt=timezone.now())
+    return list(ApiKey.objects.filter(working, owner=owner).order_by("-created_at"))
 
 
 def stream_token_user(token: str, *, resource: str, max_age: int):

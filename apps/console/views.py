@@ -24,4 +24,4 @@ def server_error(request: HttpRequest) -> HttpResponse:
 
 
 def home(request: HttpRequest):
-    return render(request, "console/home.html")
+    return render(request, "console/home.html", {"max_files": settings.UPLOAD_MAX_FILES})

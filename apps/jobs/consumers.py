@@ -82,6 +82,9 @@ def _user(request: StreamRequest, resource: str):
         if "read" not in api_key.scopes:
             raise NotAuthenticated("API key lacks the 'read' scope")
         return api_key.owner
+    # The signed-in session first: a page whose stream token expired keeps streaming.
+    if request.session_user is not None and request.session_user.is_authenticated:
+        return request.session_user
     if token := request.query.get("token"):
         user = account_selectors.stream_token_user(
             token, resource=resource, max_age=settings.STREAM_TOKEN_MAX_AGE_SECONDS
@@ -89,8 +92,6 @@ def _user(request: StreamRequest, resource: str):
         if user is None:
             raise NotAuthenticated("Invalid or expired stream token")
         return user
-    if request.session_user is not None and request.session_user.is_authenticated:
-        return request.session_user
     raise NotAuthenticated("Not authenticated")
 
 

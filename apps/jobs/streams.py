@@ -53,14 +53,19 @@ class Feed:
                 jobs = jobs.filter(pk=self.job_id)
             self.total = jobs.count()
         out: list[StreamEvent] = []
-        for event in self._events_after(self.cursor):
+        events = list(self._events_after(self.cursor))
+        for index, event in enumerate(events):
             frames = self._fold(event)
+            # The terminal frame follows the newest event only: a batch retried after it
+            # finished goes on streaming, and a replay does not stop at the first finish.
+            if index == len(events) - 1 and self._finished():
+                frames.append(self._terminal(self.cursor))
             if self.resume_after and self.resume_after[0] == self.cursor:
                 frames = frames[self.resume_after[1] + 1 :]
             out.extend(frames)
-            if self.done:
-                break
         self.resume_after = None
+        # Done once everything is folded and finished (also when the client had it all).
+        self.done = self._finished()
         return out
 
     def replay_until(self, seq: int, frame: int) -> None:
@@ -84,14 +89,10 @@ class Feed:
         self.cursor = seq
         payload = event.payload
         self.jobs[payload["job_id"]] = payload
-        out = [
+        return [
             StreamEvent("file_update", file_update(payload), f"{seq}"),
             StreamEvent("task_progress", self._progress(), f"{seq}.1"),
         ]
-        if self._finished():
-            out.append(self._terminal(seq))
-            self.done = True
-        return out
 
     def _finished(self) -> bool:
         return len(self.jobs) >= self.total and all(

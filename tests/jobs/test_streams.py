@@ -428,3 +428,25 @@ def test_a_job_gets_its_own_stream_link(servers, alice_api, start_worker):
     token = link.split("token=")[1]
     refused = httpx.get(f"{servers[0].url}/api/v1/status/jobs/{other}/stream?token={token}")
     assert refused.status_code == 403
+
+
+def test_a_batch_retried_after_it_finished_streams_on(servers, alice_api, alice_key, start_worker):
+    from apps.jobs.services import job_cancel, job_retry
+
+    batch = upload(alice_api, ["chelsea.png"])
+    job = Job.objects.get(batch_id=batch["batch_id"])
+    job_cancel(job=job)
+    url = f"{servers[0].url}/api/v1/status/tasks/{batch['task_id']}/stream"
+    first = read_stream(url, headers=bearer(alice_key))
+    assert first[-1].name == "task_failed"  # nothing succeeded: canceled
+    job_retry(job=job)
+    start_worker()
+    resumed = read_stream(url, headers={**bearer(alice_key), "Last-Event-ID": first[-1].id})
+    assert resumed[-1].name == "task_completed"
+    assert resumed[-1].data["result"]["successful_files"] == 1
+    whole = read_stream(url, headers=bearer(alice_key))  # a fresh page after the retry
+    assert [e.name for e in whole].count("task_completed") + [e.name for e in whole].count(
+        "task_failed"
+    ) == 1
+    assert whole[-1].name == "task_completed"
+    assert_matches_the_log(whole, batch["batch_id"])
