@@ -262,6 +262,10 @@ LOG_DIR.mkdir(parents=True, exist_ok=True)
 LOG_FILE_NAME = "image2model.log"
 # json (default) or plain: what the console gets; the file is always JSON lines.
 LOG_CONSOLE_FORMAT = env.str("LOG_CONSOLE_FORMAT", default="json")
+# Warnings and errors are also stored for the admin. The test suite turns it off (records of
+# one test would land in another's database state); its own tests attach the handler.
+LOG_TO_DATABASE = env.bool("LOG_TO_DATABASE", default=DJANGO_ENV != "test")
+_LOG_HANDLERS = ["console", "file", *(["database"] if LOG_TO_DATABASE else [])]
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -286,20 +290,24 @@ LOGGING = {
         },
         "database": {"()": "apps.logs.handlers.DatabaseHandler", "filters": ["request_id"]},
     },
-    "root": {"handlers": ["console", "file", "database"], "level": "WARNING"},
+    "root": {"handlers": _LOG_HANDLERS, "level": "WARNING"},
     "loggers": {
         "image2model": {
-            "handlers": ["console", "file", "database"],
+            "handlers": _LOG_HANDLERS,
             "level": LOG_LEVEL,
             "propagate": False,
         },
         "django": {
-            "handlers": ["console", "file", "database"],
+            "handlers": _LOG_HANDLERS,
             "level": "INFO",
             "propagate": False,
         },
         # Every request is logged once by image2model.requests; Django's own copy is noise.
-        "django.request": {"handlers": ["database"], "level": "ERROR", "propagate": False},
+        "django.request": {
+            "handlers": ["database"] if LOG_TO_DATABASE else [],
+            "level": "ERROR",
+            "propagate": False,
+        },
         "django.server": {"handlers": [], "level": "INFO", "propagate": False},
     },
 }

@@ -87,3 +87,13 @@ class Server:
             self.process.kill()
             self.process.wait()
         self.log.close()
+
+
+def process_database_url(name: str | None = None) -> str:
+    """The URL of the test database (or another database on the same server), for processes
+    started by a test: they must see the rows the test committed."""
+    from django.db import connection
+
+    database = connection.settings_dict
+    host, port = database["HOST"] or "localhost", database["PORT"] or 5432
+    return f"postgres://{database['USER']}@{host}:{port}/{name or database['NAME']}"

@@ -64,7 +64,7 @@ class JobAdmin(admin.ModelAdmin):
         "owner",
         "created_at",
     )
-    list_filter = ("status", "generator", "error_code", "created_at")
+    list_filter = ("status", "generator", "error_code", "created_at", "batch__owner")
     search_fields = (
         "id",
         "batch__id",

@@ -32,7 +32,7 @@ class SourceImageInline(admin.TabularInline):
 @admin.register(Batch)
 class BatchAdmin(admin.ModelAdmin):
     list_display = ("id", "owner", "generator", "files", "jobs_link", "created_at")
-    list_filter = ("generator", "created_at")
+    list_filter = ("generator", "created_at", "owner")
     search_fields = ("id", "owner__username", "images__original_filename")
     date_hierarchy = "created_at"
     readonly_fields = ("owner", "api_key", "generator", "params", "face_limit", "created_at")

@@ -12,11 +12,10 @@ import pytest
 import redis
 import websockets.sync.client
 from django.conf import settings as django_settings
-from django.db import connection
 
 from apps.jobs.models import Job, JobEvent
 from tests.conftest import sample
-from tests.servers import Server
+from tests.servers import Server, process_database_url
 from tests.sse import parse, read_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -30,13 +29,11 @@ def server_media(tmp_path_factory):
 def server_env(media) -> dict[str, str]:
     import os
 
-    database = connection.settings_dict
     env = dict(os.environ)
     env.update(
         {
             "DJANGO_ENV": "test",
-            "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or 'localhost'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}",
+            "DATABASE_URL": process_database_url(),
             "MEDIA_ROOT": str(media),
             "SSE_HEARTBEAT_SECONDS": "1",
             "STREAM_POLL_SECONDS": "0.5",

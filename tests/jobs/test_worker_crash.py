@@ -11,23 +11,20 @@ import subprocess
 import time
 
 import pytest
-from django.db import connection
 
 from apps.jobs.models import Job
 from tests.conftest import DATA
 from tests.fal_server import FakeFalServer
-from tests.servers import BIN, ROOT
+from tests.servers import BIN, ROOT, process_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
 
 def worker_env(fal_base: str, media_root) -> dict[str, str]:
-    database = connection.settings_dict
     env = dict(os.environ)
     env.update(
         {
-            "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or 'localhost'}:"
-            f"{database['PORT'] or 5432}/{database['NAME']}",
+            "DATABASE_URL": process_database_url(),
             "MEDIA_ROOT": str(media_root),
             "FAL_KEY": "test-key",
             "FAL_BASE_URL_OVERRIDE": fal_base,

@@ -166,12 +166,18 @@ def test_prune_deletes_old_files_and_records_only(log_dir):
 
 @pytest.mark.django_db(transaction=True)
 def test_warnings_are_stored_for_the_admin_off_the_request_path():
-    logging.getLogger("image2model.test").warning("disk nearly full: %s%%", 91)
-    logging.getLogger("image2model.test").info("routine")  # not stored
-    for _ in range(100):
-        if LogRecord.objects.filter(message="disk nearly full: 91%").exists():
-            break
-        time.sleep(0.05)
+    from apps.logs.handlers import DatabaseHandler
+
+    # The suite runs without the database handler (see LOG_TO_DATABASE); attach one here.
+    logger = logging.getLogger("image2model.test")
+    handler = DatabaseHandler()
+    logger.addHandler(handler)
+    try:
+        logger.warning("disk nearly full: %s%%", 91)
+        logger.info("routine")  # below WARNING: not stored
+        _wait_for_record("disk nearly full: 91%")
+    finally:
+        logger.removeHandler(handler)
     record = LogRecord.objects.get(message="disk nearly full: 91%")
     assert record.level == "WARNING" and record.logger == "image2model.test"
     assert not LogRecord.objects.filter(message="routine").exists()
@@ -196,3 +202,10 @@ def test_requests_are_logged_as_json_lines_with_route_and_request_id(client):
     assert line["route"] == "api/v1/health/liveness" and line["status"] == 200
     assert line["request_id"] == "trace-12345678" and line["method"] == "GET"
     assert isinstance(line["duration_ms"], float) and line["level"] == "INFO"
+
+
+def _wait_for_record(message: str) -> None:
+    for _ in range(100):
+        if LogRecord.objects.filter(message=message).exists():
+            return
+        time.sleep(0.05)

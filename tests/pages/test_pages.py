@@ -11,14 +11,13 @@ from pathlib import Path
 
 import dramatiq
 import pytest
-from django.db import connection
 from PIL import Image, ImageStat
 from playwright.sync_api import Page, expect, sync_playwright
 
 from apps.jobs.models import Job
 from apps.uploads.models import Batch
 from tests.conftest import DATA
-from tests.servers import ROOT, Server
+from tests.servers import ROOT, Server, process_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -58,12 +57,10 @@ def browser():
 def site(django_db_setup, django_db_blocker, tmp_path_factory):
     media = tmp_path_factory.mktemp("pages-media")
     with django_db_blocker.unblock():
-        database = connection.settings_dict
         env = dict(os.environ)
         env.update(
             {
-                "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or 'localhost'}:"
-                f"{database['PORT'] or 5432}/{database['NAME']}",
+                "DATABASE_URL": process_database_url(),
                 "MEDIA_ROOT": str(media),
                 "STREAM_POLL_SECONDS": "1",
             }

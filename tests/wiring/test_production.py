@@ -10,11 +10,10 @@ import subprocess
 
 import httpx
 import pytest
-from django.db import connection
 
 from apps.accounts.services import api_key_create
 from tests.conftest import DATA
-from tests.servers import BIN, ROOT, Server
+from tests.servers import BIN, ROOT, Server, process_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -22,7 +21,6 @@ ORIGIN = "https://app.example.com"
 
 
 def production_env(tmp_path, database_name: str | None = None) -> dict[str, str]:
-    database = connection.settings_dict
     env = dict(os.environ)
     env.update(
         {
@@ -30,8 +28,7 @@ def production_env(tmp_path, database_name: str | None = None) -> dict[str, str]
             "DEBUG": "false",
             "SECRET_KEY": "production-test-" + "s3cr3t-" * 8,
             "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "DATABASE_URL": f"postgres://{database['USER']}@{database['HOST'] or 'localhost'}:"
-            f"{database['PORT'] or 5432}/{database_name or database['NAME']}",
+            "DATABASE_URL": process_database_url(database_name),
             "MEDIA_ROOT": str(tmp_path / "media"),
             "STATIC_ROOT": str(tmp_path / "static"),
             "CORS_ALLOWED_ORIGINS": ORIGIN,
