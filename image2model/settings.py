@@ -172,7 +172,15 @@ if SERVICES_MODE:
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
             "CONFIG": {
-                "hosts": [{"address": CHANNELS_REDIS_URL}],
+                # Receives block on the server for up to 5 s (BZPOPMIN); redis-py's own
+                # default read timeout is also 5 s, which would race it and drop streams.
+                "hosts": [
+                    {
+                        "address": CHANNELS_REDIS_URL,
+                        "socket_timeout": 30,
+                        "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                    }
+                ],
                 "prefix": f"{REDIS_PREFIX}:channels",
                 "capacity": 1000,
                 "expiry": 60,
