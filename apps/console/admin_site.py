@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
@@ -34,7 +35,9 @@ class ConsoleAdminSite(admin.AdminSite):
         return super().index(request, {**(extra_context or {}), **dashboard_context()})
 
     def cleanup_view(self, request: HttpRequest):
-        """GET: what a cleanup would delete now (dry run). POST: delete it."""
+        """GET: what a cleanup would delete now (dry run). POST: delete it (superusers only)."""
+        if request.method == "POST" and not request.user.is_superuser:
+            raise PermissionDenied("Only superusers may delete stored files.")
         older_than = timedelta(hours=settings.RETENTION_HOURS)
         if request.method == "POST":
             totals = job_services.files_cleanup(older_than=older_than)

@@ -11,7 +11,9 @@ from django.http.response import HttpResponseBase
 from django.template.response import TemplateResponse
 
 
-def confirmed_action(description: str, *, question: str, danger: bool = False):
+def confirmed_action(
+    description: str, *, question: str, danger: bool = False, permission: str = "change"
+):
     """Wrap ``callback(modeladmin, request, queryset)`` so it runs only once confirmed.
 
     The callback returns a one-line summary (shown as a message) or a response of its own.
@@ -21,7 +23,8 @@ def confirmed_action(description: str, *, question: str, danger: bool = False):
     """
 
     def decorate(callback: Callable) -> Callable:
-        @admin.action(description=description)
+        # Django offers an action only to users with this permission on the model.
+        @admin.action(description=description, permissions=[permission])
         @wraps(callback)
         def action(modeladmin, request, queryset):
             if request.POST.get("confirm") == "yes":

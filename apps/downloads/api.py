@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
+from asgiref.sync import sync_to_async
 from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpRequest, StreamingHttpResponse
+from django.core.handlers.asgi import ASGIRequest
+from django.http import HttpRequest, StreamingHttpResponse
 from django.urls import reverse
+from django.utils.http import content_disposition_header
 from ninja import Router
 from zipstream import ZipStream
 
@@ -20,7 +25,9 @@ router = Router(tags=["download"])
 auth = ApiKeyOrSession(scope="read", limit_group="read")
 
 INVALID_JOB_ID = "Invalid job ID format. Expected UUID format."
-_FORBIDDEN_IN_NAMES = ("..", "/", "\\", "\x00", "\r", "\n")
+# The name is only matched against stored names, never used as a path; these are refused
+# because no stored name contains them.
+_FORBIDDEN_IN_NAMES = ("/", "\\", "\x00", "\r", "\n")
 
 
 def _batch_for(request: HttpRequest, job_id: str):
@@ -37,14 +44,28 @@ def _signed_url(request: HttpRequest, artifact) -> str:
     return request.build_absolute_uri(path)
 
 
-def _file_response(artifact) -> FileResponse:
+def _streamed(request: HttpRequest, chunks: Iterator[bytes], content_type: str):
+    """A response that streams ``chunks`` without holding the file in memory.
+
+    Under ASGI, Django collects a *sync* iterator into one list before sending (a 1 GB zip
+    would sit in memory); an async iterator that pulls each chunk in a worker thread streams.
+    """
+    if isinstance(request, ASGIRequest):
+        return StreamingHttpResponse(_pulled_in_threads(chunks), content_type=content_type)
+    return StreamingHttpResponse(chunks, content_type=content_type)
+
+
+async def _pulled_in_threads(chunks: Iterator[bytes]) -> AsyncIterator[bytes]:
+    iterator = iter(chunks)
+    while (chunk := await sync_to_async(next, thread_sensitive=False)(iterator, None)) is not None:
+        yield chunk
+
+
+def _file_response(request: HttpRequest, artifact) -> StreamingHttpResponse:
     SERVED_BYTES.labels(artifact.kind).inc(artifact.size)
-    response = FileResponse(
-        default_storage.open(artifact.file.name, "rb"),
-        as_attachment=True,
-        filename=artifact.filename,
-        content_type=artifact.content_type,
-    )
+    response = _streamed(request, _chunks(artifact.file.name), artifact.content_type)
+    response["Content-Length"] = str(artifact.size)
+    response["Content-Disposition"] = content_disposition_header(True, artifact.filename)
     response["X-Content-Type-Options"] = "nosniff"
     response["Cache-Control"] = "private, max-age=3600"
     response["Content-Security-Policy"] = "default-src 'none'"
@@ -57,7 +78,7 @@ def download_direct(request: HttpRequest, token: str):
     artifact = job_selectors.artifact_get(artifact_id=download_link_verify(token))
     if artifact is None:
         raise NotFound("File not found")
-    return _file_response(artifact)
+    return _file_response(request, artifact)
 
 
 @router.get("/{job_id}/all", auth=auth, summary="Models of a batch, with signed links")
@@ -105,7 +126,7 @@ def download_archive(request: HttpRequest, job_id: str):
     for model in models:
         archive.add(_chunks(model.file.name), model.filename, size=model.size)
     SERVED_BYTES.labels("archive").inc(len(archive))
-    response = StreamingHttpResponse(archive, content_type="application/zip")
+    response = _streamed(request, iter(archive), "application/zip")
     response["Content-Length"] = str(len(archive))
     response["Content-Disposition"] = f'attachment; filename="models-{batch.id}.zip"'
     response["X-Content-Type-Options"] = "nosniff"
@@ -128,4 +149,4 @@ def download_file(request: HttpRequest, job_id: str, filename: str):
     )
     if artifact is None:
         raise NotFound("File not found")
-    return _file_response(artifact)
+    return _file_response(request, artifact)

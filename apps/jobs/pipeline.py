@@ -85,6 +85,18 @@ def job_run(*, job_id: str) -> None:
     """Run one job to a terminal state (or back to queued for a retry of a transient fault)."""
     job = job_claim(job_id)
     if job is None:
+        # A job canceled while it was handed back to the queue ends here, not in limbo.
+        job_change(
+            job_id,
+            changes={
+                "status": Job.Status.CANCELED,
+                "stage": "canceled",
+                "message": "Canceled",
+                "finished_at": timezone.now(),
+                "queue_position": None,
+            },
+            only_if=Q(status=Job.Status.QUEUED, cancel_requested=True),
+        )
         if Job.objects.filter(pk=job_id, status=Job.Status.RUNNING).exists():
             raise JobBusy(
                 f"job {job_id} is running elsewhere",
@@ -259,6 +271,9 @@ def job_fail(job_id, *, code: str, message: str) -> Job | None:
 
 
 def _requeue(job: Job, error: GenerationError) -> None:
+    if Job.objects.filter(pk=job.id, cancel_requested=True).exists():
+        job_finish(job.id, status=Job.Status.CANCELED, message="Canceled")
+        return
     logger.warning("job %s: transient fault %s, will retry", job.id, error.code)
     job_change(
         job.id,
@@ -398,7 +413,7 @@ def jobs_reap_stale(*, stale_after: timedelta, resend_after: timedelta, requeue)
             only_if=Q(status=Job.Status.RUNNING, heartbeat_at__lt=cutoff),
         )
         if changed:
-            transaction.on_commit(lambda job_id=job_id: requeue(job_id))
+            transaction.on_commit(lambda job_id=job_id: requeue(job_id), robust=True)
             counts["requeued"] += 1
             requeued.add(job_id)
     resend_cutoff = timezone.now() - resend_after

@@ -147,7 +147,9 @@ def _jobs_create(*, batch, images, generator: Generator, params: dict[str, Any])
         job.source_image = image
     job_events_record_created(jobs)
     for job in jobs:
-        transaction.on_commit(lambda job_id=str(job.id): job_run_actor.send(job_id))
+        # robust: a broker hiccup after the commit is logged, not raised into the request
+        # (which would discard the files of a batch that exists); the reaper re-sends.
+        transaction.on_commit(lambda job_id=str(job.id): job_run_actor.send(job_id), robust=True)
     return jobs
 
 
@@ -235,7 +237,7 @@ def job_retry(*, job: Job) -> Job | None:
         only_if=Q(status__in=[Job.Status.FAILED, Job.Status.CANCELED]),
     )
     if retried is not None:
-        transaction.on_commit(lambda: job_run_actor.send(str(job.id)))
+        transaction.on_commit(lambda: job_run_actor.send(str(job.id)), robust=True)
     return retried
 
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 import html
 
 from django.conf import settings
+from django.core.exceptions import SuspiciousOperation
 from django.core.files.uploadhandler import FileUploadHandler
 from django.http.multipartparser import MultiPartParser
 
 from apps.core.errors import InvalidInput, PayloadTooLarge
+
+
+class UploadRefused(InvalidInput, SuspiciousOperation):
+    """A file name refused while parsing: 400 in the API envelope, and 400 (not 500) on pages."""
+
+
+class UploadTooLarge(PayloadTooLarge, SuspiciousOperation):
+    """A body or file over the limits: 413 in the API, 400 on pages (Django's own answer)."""
+
+
 from apps.uploads.names import display_filename, filename_problem
 
 
@@ -26,7 +37,7 @@ class SizeLimitedUploadHandler(FileUploadHandler):
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         limit = settings.UPLOAD_MAX_FILE_SIZE * settings.UPLOAD_MAX_FILES + 1024 * 1024
         if content_length and content_length > limit:
-            raise PayloadTooLarge(
+            raise UploadTooLarge(
                 f"Request body is too large: at most {settings.UPLOAD_MAX_FILES} files of "
                 f"{_megabytes(settings.UPLOAD_MAX_FILE_SIZE)} each are accepted."
             )
@@ -40,7 +51,7 @@ class SizeLimitedUploadHandler(FileUploadHandler):
         self.received += len(raw_data)
         if self.received > settings.UPLOAD_MAX_FILE_SIZE:
             name = display_filename(self.file_name or "")
-            raise PayloadTooLarge(
+            raise UploadTooLarge(
                 f"{name}: file is larger than the "
                 f"{_megabytes(settings.UPLOAD_MAX_FILE_SIZE)} limit.",
                 details={"errors": [{"filename": name, "error": "file too large"}]},
@@ -67,7 +78,7 @@ def refuse_unsafe_multipart_names() -> None:
         problem = filename_problem(html.unescape(file_name))
         if problem is not None:
             name = display_filename(file_name)
-            raise InvalidInput(
+            raise UploadRefused(
                 f"File validation failed: {name}: {problem}",
                 details={"errors": [{"filename": name, "error": problem}]},
             )

@@ -19,6 +19,9 @@ def batch_list_for_owner(*, owner) -> QuerySet[Batch]:
 
 
 def source_image_get_for_owner(*, image_id, owner) -> SourceImage | None:
+    """The owner's image while its stored file exists (retention may have deleted it)."""
     return (
-        SourceImage.objects.select_related("batch").filter(pk=image_id, batch__owner=owner).first()
+        SourceImage.objects.select_related("batch")
+        .filter(pk=image_id, batch__owner=owner, expired_at__isnull=True)
+        .first()
     )

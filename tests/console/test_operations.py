@@ -268,3 +268,35 @@ def test_job_metrics_move_after_a_job(alice_api, broker, worker):
     )
     assert 'image2model_queue_depth{queue="generation"} 0.0' in after
     assert "route=" not in after and "/api/v1/status/tasks/" not in after  # bounded labels only
+
+
+def test_a_view_only_staff_user_gets_no_actions(django_user_model, alice_key):
+    from django.contrib.auth.models import Permission
+
+    viewer = django_user_model.objects.create_user(
+        "viewer", password="x-long-password", is_staff=True
+    )
+    viewer.user_permissions.add(Permission.objects.get(codename="view_apikey"))
+    client = Client()
+    client.force_login(viewer)
+    page = client.get("/admin/accounts/apikey/").content.decode()
+    assert "rotate_keys" not in page and "revoke_keys" not in page
+    key = ApiKey.objects.get()
+    response = client.post(
+        "/admin/accounts/apikey/",
+        {"action": "rotate_keys", "_selected_action": [str(key.pk)], "confirm": "yes"},
+    )
+    assert "new-secret" not in response.content.decode()
+    assert ApiKey.objects.count() == 1
+
+
+def test_a_bad_file_name_posted_to_a_page_is_400_not_500():
+    boundary = "----x"
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="f"; filename="../x.png"\r\n'
+        f"Content-Type: image/png\r\n\r\nabc\r\n--{boundary}--\r\n"
+    ).encode()
+    response = Client().generic(
+        "POST", "/accounts/login/", body, content_type=f"multipart/form-data; boundary={boundary}"
+    )
+    assert response.status_code == 400

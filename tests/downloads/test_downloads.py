@@ -11,6 +11,7 @@ from django.core.signing import TimestampSigner
 from django.test import Client
 
 from apps.jobs.models import Artifact
+from tests.conftest import DATA as DATA_DIR
 from tests.conftest import sample, wait_for_jobs
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -178,3 +179,28 @@ def test_another_users_session_gets_404_everywhere(bob, alice_api, finished_batc
         f"/api/v1/models/job/{job['job_id']}",
     ]:
         assert session.get(path).status_code == 404, path
+
+
+def test_names_with_double_dots_download_fine(alice_api, broker, worker):
+    from tests.conftest import named
+
+    response = alice_api.post(
+        "/api/v1/upload/",
+        {"files": [named((DATA_DIR / "chelsea.png").read_bytes(), "my..cat.png")]},
+    )
+    wait_for_jobs(broker, worker)
+    status = alice_api.get(f"/api/v1/status/tasks/{response.json()['task_id']}/status").json()
+    download = alice_api.get(status["files"][0]["download_url"])
+    assert download.status_code == 200
+    assert 'filename="my..cat.glb"' in download["Content-Disposition"]
+
+
+def test_an_image_whose_file_expired_cannot_be_generated_again(alice_api, finished_batch):
+    from apps.uploads.models import SourceImage
+
+    image = SourceImage.objects.filter(batch_id=finished_batch).first()
+    SourceImage.objects.filter(pk=image.pk).update(expired_at="2026-01-01T00:00:00Z")
+    response = alice_api.post(
+        "/api/v1/models/generate", {"file_id": str(image.pk)}, content_type="application/json"
+    )
+    assert response.status_code == 404

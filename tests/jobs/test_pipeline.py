@@ -227,3 +227,18 @@ def test_a_long_queued_job_gets_its_message_again(alice_api, broker, settings):
     call_command("reap_stale_jobs", stdout=out)
     assert "1 queued jobs re-sent" in out.getvalue()
     assert broker.client.llen(f"{broker.namespace}:generation") == 1
+
+
+def test_a_job_canceled_while_its_worker_was_lost_ends_canceled(alice_api, broker, worker):
+    from apps.jobs.services import job_cancel
+
+    batch = upload(alice_api, ["chelsea.png"])
+    wait_for_jobs(broker, worker)
+    job = Job.objects.get(batch_id=batch["batch_id"])
+    long_ago = timezone.now() - timedelta(hours=1)
+    Job.objects.filter(pk=job.pk).update(status="running", heartbeat_at=long_ago)
+    job_cancel(job=job)  # running: only asks the (lost) worker to stop
+    call_command("reap_stale_jobs", "--stale-after", "60", stdout=io.StringIO())
+    wait_for_jobs(broker, worker)  # the re-queued message arrives
+    job.refresh_from_db()
+    assert job.status == "canceled"

@@ -32,6 +32,10 @@ class Command(BaseCommand):
 
     @staticmethod
     def _summary(result: dict) -> str:
+        failed = [name for name, value in result.items() if "error" in value]
+        if failed:
+            details = "; ".join(f"{name}: {result[name]['error']}" for name in failed)
+            raise CommandError(f"Housekeeping steps failed ({details}); the others ran.")
         cleanup, rotate, prune, reap = (result[k] for k in ("cleanup", "rotate", "prune", "reap"))
         return (
             f"Housekeeping: freed {cleanup['files']} files ({cleanup['bytes']} bytes); "
