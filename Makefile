@@ -12,6 +12,12 @@ TEST_REDIS_URL ?= redis://localhost:6379/0
 TEST_ENV := DJANGO_ENV=test DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
 	REDIS_PREFIX=image2model-test DATA_DIR=$(CURDIR)/var/test
 
+# The benchmarks run against real services too, on their own database (dropped and created
+# again by every run; its name must contain "bench") and the Redis prefix image2model-bench.
+BENCH_DATABASE_URL ?= postgres://postgres@localhost:5432/image2model_bench
+BENCH_REDIS_URL ?= redis://localhost:6379/0
+BENCH_ENV := DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL)
+
 .PHONY: run test lint fmt install install-dev bench clean help vendor screenshots
 
 help:
@@ -19,6 +25,7 @@ help:
 	@echo "make test   install dev tools and run the suite against PostgreSQL and Redis"
 	@echo "make lint   ruff and the import-linter contracts"
 	@echo "make fmt    format the code"
+	@echo "make bench  benchmarks against real processes (bench/README.md)"
 
 $(VENV)/.runtime-installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -51,6 +58,9 @@ lint: $(VENV)/.dev-installed
 fmt: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench: $(VENV)/.dev-installed
+	$(BENCH_ENV) $(PY) bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) var

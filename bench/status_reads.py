@@ -1,0 +1,101 @@
+"""Figure 1: batch status reads against a trivial JSON view on the same daphne process.
+
+``GET /api/v1/status/tasks/{id}/status`` with a Bearer key (key lookup, rate limit on the
+Redis cache, batch, jobs and artifacts from PostgreSQL) beside ``GET /health`` (a Django view
+that returns a constant dict through the same middleware). Requests go over a fixed number of
+keep-alive connections; rounds of the two alternate, and each figure is the median of rounds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from bench.harness import FigureResult, Row, latency_summary, median, ratio
+from bench.images import DATA
+from bench.rawhttp import hammer
+from bench.stack import Stack
+
+NAME = "status_reads"
+TARGET_RATIO = 0.6
+
+
+def run(stack: Stack, *, quick: bool = False) -> FigureResult:
+    requests = 300 if quick else 1000
+    warmup = 100 if quick else 300
+    rounds = 3
+    concurrency = 8
+    web = stack.web()
+    batch = stack.upload(web, [("coffee.png", (DATA / "coffee.png").read_bytes())])
+    targets = {
+        "trivial": ("/health", {}),
+        "status": (f"/api/v1/status/tasks/{batch['task_id']}/status", stack.auth),
+    }
+    for path, headers in targets.values():
+        asyncio.run(hammer(web.port, path, headers, warmup, concurrency))
+    measured: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, (path, headers) in targets.items():
+            elapsed, latencies = asyncio.run(hammer(web.port, path, headers, requests, concurrency))
+            measured[name].append({"rps": requests / elapsed, **latency_summary(latencies)})
+    result = {
+        name: {key: median([r[key] for r in rs]) for key in ("rps", "p50_ms", "p99_ms")}
+        for name, rs in measured.items()
+    }
+    status, trivial = result["status"], result["trivial"]
+    size = f"{rounds}x{requests} req, {concurrency} conn"
+    throughput = ratio(status["rps"], trivial["rps"])
+    rows = [
+        Row(
+            f"1 status reads, req/s ({size})",
+            f"{status['rps']:.0f} req/s",
+            f"{trivial['rps']:.0f} req/s /health",
+            throughput,
+            f">= {TARGET_RATIO}x /health",
+            throughput is not None and throughput >= TARGET_RATIO,
+        ),
+        Row(
+            "1 status reads, p50",
+            f"{status['p50_ms']:.1f} ms",
+            f"{trivial['p50_ms']:.1f} ms /health",
+            ratio(status["p50_ms"], trivial["p50_ms"]),
+            "-",
+            None,
+        ),
+        Row(
+            "1 status reads, p99",
+            f"{status['p99_ms']:.1f} ms",
+            f"{trivial['p99_ms']:.1f} ms /health",
+            ratio(status["p99_ms"], trivial["p99_ms"]),
+            "-",
+            None,
+        ),
+    ]
+    raw = {
+        "queries_per_request": _queries(batch["task_id"], stack.auth),
+        "requests_per_round": requests,
+        "warmup_requests": warmup,
+        "rounds": rounds,
+        "concurrency": concurrency,
+        "rounds_measured": measured,
+        "median": result,
+    }
+    return FigureResult(NAME, rows, raw)
+
+
+def _queries(task_id: str, auth: dict[str, str]) -> dict[str, int]:
+    """SQL queries one request makes, counted in this process with Django's test client."""
+    from django.db import connection
+    from django.test import Client
+    from django.test.utils import CaptureQueriesContext
+
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_AUTHORIZATION=auth["Authorization"])
+    counts = {}
+    for name, path in (
+        ("trivial", "/health"),
+        ("status", f"/api/v1/status/tasks/{task_id}/status"),
+    ):
+        client.get(path)  # warm
+        with CaptureQueriesContext(connection) as queries:
+            client.get(path)
+        counts[name] = len(queries.captured_queries)
+    return counts
