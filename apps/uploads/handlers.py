@@ -10,6 +10,7 @@ from django.core.files.uploadhandler import FileUploadHandler
 from django.http.multipartparser import MultiPartParser
 
 from apps.core.errors import InvalidInput, PayloadTooLarge
+from apps.uploads.names import display_filename, filename_problem
 
 
 class UploadRefused(InvalidInput, SuspiciousOperation):
@@ -18,9 +19,6 @@ class UploadRefused(InvalidInput, SuspiciousOperation):
 
 class UploadTooLarge(PayloadTooLarge, SuspiciousOperation):
     """A body or file over the limits: 413 in the API, 400 on pages (Django's own answer)."""
-
-
-from apps.uploads.names import display_filename, filename_problem
 
 
 def _megabytes(size: int) -> str:
