@@ -95,7 +95,7 @@ def _ticks_and_wait(messages: int) -> dict[str, Any]:
 
 
 def run(stack: Stack, *, quick: bool = False) -> FigureResult:
-    jobs = 50 if quick else 200
+    jobs = 50 if quick else 100
     rounds = 3
     stack.broker_flush()  # earlier figures' uploads left queued messages: not part of this one
     from bench import bare_actor  # noqa: F401  registers the actor for sending

@@ -20,7 +20,7 @@ TARGET_RATIO = 0.6
 
 
 def run(stack: Stack, *, quick: bool = False) -> FigureResult:
-    requests = 300 if quick else 1000
+    requests = 300 if quick else 600
     warmup = 100 if quick else 300
     rounds = 3
     concurrency = 8
