@@ -138,8 +138,16 @@ class Stack:
 
     # --- processes -------------------------------------------------------------------------
 
-    def daphne(self, name: str, app: str = "image2model.asgi:application", **kw: Any) -> Daphne:
-        return Daphne(self.procs, name, self.env, app, **kw)
+    def daphne(
+        self,
+        name: str,
+        app: str = "image2model.asgi:application",
+        *,
+        extra_env: dict[str, str] | None = None,
+        raise_nofile: bool = False,
+    ) -> Daphne:
+        env = {**self.env, **(extra_env or {})}
+        return Daphne(self.procs, name, env, app, raise_nofile=raise_nofile)
 
     def web(self) -> Daphne:
         """The shared image2model web process (started on first use)."""

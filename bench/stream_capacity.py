@@ -1,16 +1,22 @@
 """Figure 4: K live SSE streams of one queued batch on one daphne process.
 
-For each K a fresh daphne process is started (soft open-files limit raised to the hard limit),
-warmed with one stream, and measured idle. K raw asyncio connections then open
-``/api/v1/status/tasks/{batch}/stream`` with a Bearer key; once every stream has its replayed
-history, the server's RSS is measured again (growth / K = memory per stream). Then this process
-records one event (``job_change``, as a worker would) and the clock runs from its commit until
-the last of the K clients has read the event's ``id:`` line; three broadcasts, median. At the
-end all K clients close at once, and the server's own gauge (``image2model_open_streams`` on
-/metrics) and its log show whether it let every stream go (kept in results.json).
+One daphne process (soft open-files limit raised to the hard limit) is warmed with a single
+stream, which also gives the K=1 baseline: three broadcasts, each one event recorded by this
+process (``job_change``, as a worker would), timed from its commit until the client has read
+the event's ``id:`` line. With that stream closed and the server idle, its RSS is measured.
+Raw asyncio connections then open ``/api/v1/status/tasks/{batch}/stream`` with a Bearer key,
+50 at a time, up to K = 500, then 1000, then 2000 (the streams stay open; each step adds the
+difference). At each K, once every stream has its replayed history, the RSS is measured again
+((RSS - idle) / K = memory per stream), and three broadcasts are timed until the last of the K
+clients has the event (median of three).
 
-Baselines: the same broadcast with K=1 (delivery), and K streams held open by the bare ASGI app
-on its own daphne (bench/bare_asgi.py ``/stream``: what daphne itself spends per connection).
+The stream servers run with STREAM_POLL_SECONDS=3600: only pushes deliver, as in figure 3, and
+the slow poll of thousands of streams (which runs on the same database thread as the pushes)
+does not make the numbers depend on when the polls fall. Baseline for memory: the same K
+streams held open by the bare ASGI app (bench/bare_asgi.py ``/stream``) on its own daphne,
+which is what daphne itself spends per connection. At the end all clients close at once; the
+server's own gauge (``image2model_open_streams`` on /metrics) and its log show whether it let
+every stream go (kept in results.json).
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ TARGET_KB_PER_STREAM = 100.0
 OPEN_CONCURRENCY = 50
 BROADCASTS = 3
 DELIVERY_TIMEOUT = 60.0  # a stream that has not got the event by then counts as not delivered
+SERVER_ENV = {"STREAM_POLL_SECONDS": "3600"}
 
 
 async def _open_all(port: int, path: str, headers: dict[str, str], k: int) -> list[SseStream]:
@@ -74,7 +81,7 @@ def _open_streams(server: Daphne) -> float:
 
 
 def _wait_streams_closed(server: Daphne, timeout: float = 15) -> float:
-    """Wait until the server has let every stream go (so stopping it interrupts nothing)."""
+    """Wait until the server has let every stream go; how many it still counts as open."""
     deadline = time.monotonic() + timeout
     count = _open_streams(server)
     while count > 0 and time.monotonic() < deadline:
@@ -118,91 +125,113 @@ def _broadcast(
     }
 
 
-def _measure_app(stack: Stack, k: int, batch: dict[str, Any], counter: _Counter) -> dict[str, Any]:
-    batch_id, job_id = batch["task_id"], batch["uploaded_files"][0]["task_id"]
-    path = f"/api/v1/status/tasks/{batch_id}/stream"
-    server = stack.daphne(f"streams-{k}", raise_nofile=True)
-    try:
-        with LoopThread() as loop:
-            last = _last_batch_seq(batch_id)
-            warm = loop.run(SseStream.open(server.port, path, stack.auth))
-            _wait_all([warm], f"{last}.1", timeout=30)
-            _broadcast([warm], batch_id, job_id, counter)
-            loop.run(warm.close())
-            idle = settled_rss(server.proc, 1.5)
-            last = _last_batch_seq(batch_id)
-            started = time.perf_counter()
-            streams = loop.run(_open_all(server.port, path, stack.auth, k), timeout=600)
-            opened = time.perf_counter() - started
-            if not _wait_all(streams, f"{last}.1", timeout=120):
-                raise RuntimeError(f"not every one of {k} streams got its history")
-            ready = time.perf_counter() - started
-            open_rss = settled_rss(server.proc, 2.0)
-            gauge = _open_streams(server)
-            broadcasts = []
-            for _ in range(BROADCASTS):
-                broadcasts.append(_broadcast(streams, batch_id, job_id, counter))
-                time.sleep(0.5)
-            loop.run(_close_all(streams), timeout=120)
-            left_open = _wait_streams_closed(server)
-        log = server.proc.log_path.read_text(errors="replace")
-    finally:
-        server.stop()
+def _summary(broadcasts: list[dict[str, Any]]) -> dict[str, Any]:
     complete = [b["all_s"] for b in broadcasts if b["all_s"] is not None]
     return {
-        "k": k,
-        "server_open_streams_gauge": gauge,
-        "server_streams_left_open_after_close": left_open,
-        "server_exceptions": log.count("Exception inside application"),
-        "server_first_exception": next(
-            (ln[:600] for ln in log.splitlines() if "Exception inside application" in ln), None
-        ),
-        "server_redis_timeouts": log.count("Timeout reading from"),
-        "open_seconds": opened,
-        "ready_seconds": ready,
-        "idle_rss_mb": idle / 1e6,
-        "open_rss_mb": open_rss / 1e6,
-        "kb_per_stream": (open_rss - idle) / k / 1000,
         "broadcasts": broadcasts,
         "all_delivered_s": median(complete) if len(complete) == len(broadcasts) else None,
         "p50_delivered_s": median([b["p50_s"] for b in broadcasts if b["p50_s"] is not None]),
     }
 
 
-def _measure_bare(stack: Stack, k: int) -> dict[str, Any]:
-    server = stack.daphne(f"bare-streams-{k}", "bench.bare_asgi:application", raise_nofile=True)
+def _measure_app(stack: Stack, sizes: tuple[int, ...], batch: dict[str, Any]) -> dict[str, Any]:
+    batch_id, job_id = batch["task_id"], batch["uploaded_files"][0]["task_id"]
+    path = f"/api/v1/status/tasks/{batch_id}/stream"
+    counter = _Counter()
+    server = stack.daphne("streams", extra_env=SERVER_ENV, raise_nofile=True)
+    steps: dict[str, Any] = {}
+    streams: list[SseStream] = []
+    try:
+        with LoopThread() as loop:
+            last = _last_batch_seq(batch_id)
+            single = loop.run(SseStream.open(server.port, path, stack.auth))
+            if not _wait_all([single], f"{last}.1", timeout=30):
+                raise RuntimeError("the single stream did not get its history")
+            _broadcast([single], batch_id, job_id, counter)  # warm-up
+            k1 = _summary([_broadcast([single], batch_id, job_id, counter) for _ in range(3)])
+            loop.run(single.close())
+            _wait_streams_closed(server)
+            idle = settled_rss(server.proc, 1.5)
+            try:
+                for k in sizes:
+                    last = _last_batch_seq(batch_id)
+                    started = time.perf_counter()
+                    streams += loop.run(
+                        _open_all(server.port, path, stack.auth, k - len(streams)), timeout=600
+                    )
+                    if not _wait_all(streams, f"{last}.1", timeout=120):
+                        raise RuntimeError(f"not every one of {k} streams got its history")
+                    opened = time.perf_counter() - started
+                    rss = settled_rss(server.proc, 2.0)
+                    gauge = _open_streams(server)
+                    broadcasts = []
+                    for _ in range(BROADCASTS):
+                        broadcasts.append(_broadcast(streams, batch_id, job_id, counter))
+                        time.sleep(0.3)
+                    steps[str(k)] = {
+                        "k": k,
+                        "open_seconds_for_added_streams": opened,
+                        "rss_mb": rss / 1e6,
+                        "kb_per_stream": (rss - idle) / k / 1000,
+                        "server_open_streams_gauge": gauge,
+                        **_summary(broadcasts),
+                    }
+            finally:
+                loop.run(_close_all(streams), timeout=120)
+            left_open = _wait_streams_closed(server)
+        log = server.proc.log_path.read_text(errors="replace")
+    finally:
+        server.stop()
+    return {
+        "k1": k1,
+        "idle_rss_mb": idle / 1e6,
+        "steps": steps,
+        "closed_at_once": len(streams),
+        "server_streams_left_open_15s_after_close": left_open,
+        "server_exceptions": log.count("Exception inside application"),
+        "server_first_exception": next(
+            (ln[:600] for ln in log.splitlines() if "Exception inside application" in ln), None
+        ),
+    }
+
+
+def _measure_bare(stack: Stack, sizes: tuple[int, ...]) -> dict[str, Any]:
+    server = stack.daphne("bare-streams", "bench.bare_asgi:application", raise_nofile=True)
+    steps: dict[str, Any] = {}
+    streams: list[SseStream] = []
     try:
         with LoopThread() as loop:
             warm = loop.run(SseStream.open(server.port, "/stream", {}))
             _wait_all([warm], "0", timeout=10)
             loop.run(warm.close())
             idle = settled_rss(server.proc, 1.5)
-            streams = loop.run(_open_all(server.port, "/stream", {}, k), timeout=300)
-            if not _wait_all(streams, "0", timeout=60):
-                raise RuntimeError(f"not every one of {k} bare streams got its frame")
-            open_rss = settled_rss(server.proc, 2.0)
-            loop.run(_close_all(streams), timeout=120)
+            try:
+                for k in sizes:
+                    streams += loop.run(
+                        _open_all(server.port, "/stream", {}, k - len(streams)), timeout=300
+                    )
+                    if not _wait_all(streams, "0", timeout=60):
+                        raise RuntimeError(f"not every one of {k} bare streams got its frame")
+                    rss = settled_rss(server.proc, 2.0)
+                    steps[str(k)] = {"k": k, "kb_per_stream": (rss - idle) / k / 1000}
+            finally:
+                loop.run(_close_all(streams), timeout=120)
     finally:
         server.stop()
-    return {"k": k, "idle_rss_mb": idle / 1e6, "kb_per_stream": (open_rss - idle) / k / 1000}
+    return {"idle_rss_mb": idle / 1e6, "steps": steps}
 
 
 def run(stack: Stack, *, quick: bool = False) -> FigureResult:
     sizes = (50, 200) if quick else (500, 1000, 2000)
     web = stack.web()
     batch = stack.upload(web, [("coffee.png", (DATA / "coffee.png").read_bytes())])
-    counter = _Counter()
-    single = _measure_app(stack, 1, batch, counter)
-    app: dict[int, dict[str, Any]] = {}
-    bare: dict[int, dict[str, Any]] = {}
-    for k in sizes:
-        app[k] = _measure_app(stack, k, batch, counter)
-        bare[k] = _measure_bare(stack, k)
-    base_s = single["all_delivered_s"]
+    app = _measure_app(stack, sizes, batch)
+    bare = _measure_bare(stack, sizes)
+    base_s = app["k1"]["all_delivered_s"]
     rows = []
     for k in sizes:
-        m = app[k]
-        delivered = m["all_delivered_s"]
+        step, bare_step = app["steps"][str(k)], bare["steps"][str(k)]
+        delivered = step["all_delivered_s"]
         rows.append(
             Row(
                 f"4 streams K={k}: all delivered (median of {BROADCASTS})",
@@ -216,19 +245,19 @@ def run(stack: Stack, *, quick: bool = False) -> FigureResult:
         rows.append(
             Row(
                 f"4 streams K={k}: server RSS per stream",
-                f"{m['kb_per_stream']:.0f} KB",
-                f"{bare[k]['kb_per_stream']:.0f} KB bare daphne",
-                ratio(m["kb_per_stream"], bare[k]["kb_per_stream"]),
+                f"{step['kb_per_stream']:.0f} KB",
+                f"{bare_step['kb_per_stream']:.0f} KB bare daphne",
+                ratio(step["kb_per_stream"], bare_step["kb_per_stream"]),
                 f"< {TARGET_KB_PER_STREAM:.0f} KB",
-                m["kb_per_stream"] < TARGET_KB_PER_STREAM,
+                step["kb_per_stream"] < TARGET_KB_PER_STREAM,
             )
         )
     raw = {
         "sizes": list(sizes),
         "open_concurrency": OPEN_CONCURRENCY,
         "broadcasts_per_size": BROADCASTS,
-        "k1": single,
-        "app": {str(k): v for k, v in app.items()},
-        "bare": {str(k): v for k, v in bare.items()},
+        "server_env": SERVER_ENV,
+        "app": app,
+        "bare": bare,
     }
     return FigureResult(NAME, rows, raw)
