@@ -10,10 +10,13 @@ Two run modes are chosen by configuration alone:
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+
+from image2model import worker_metrics
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -96,6 +99,9 @@ INSTALLED_APPS = [
     "apps.downloads",
     "apps.logs",
     "apps.console",
+    # Deletes the stored file of an Artifact or SourceImage once its row is deleted (models
+    # marked with @cleanup.select); last, as django-cleanup asks.
+    "django_cleanup.apps.CleanupSelectedConfig",
 ]
 
 MIDDLEWARE = [
@@ -213,6 +219,15 @@ DRAMATIQ_BROKER["MIDDLEWARE"] = [
     "django_dramatiq.middleware.DbConnectionsMiddleware",
     "apps.jobs.worker_heartbeat.WorkerHeartbeatMiddleware",
 ]
+# Worker metrics (services mode): each `rundramatiq` serves its worker processes' metrics on
+# this port through Dramatiq's Prometheus middleware (0 turns it off). See worker_metrics.py.
+WORKER_METRICS_PORT = env.int("WORKER_METRICS_PORT", default=9191)
+WORKER_METRICS_HOST = env.str("WORKER_METRICS_HOST", default="127.0.0.1")
+WORKER_METRICS_DIR = Path(env.str("WORKER_METRICS_DIR", default=str(DATA_DIR / "worker-metrics")))
+if REDIS_URL and WORKER_METRICS_PORT and sys.argv[1:2] == ["rundramatiq"]:
+    worker_metrics.prepare(WORKER_METRICS_DIR, WORKER_METRICS_HOST, WORKER_METRICS_PORT)
+if worker_metrics.enabled():
+    DRAMATIQ_BROKER["MIDDLEWARE"].append(worker_metrics.MIDDLEWARE)
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]
 # Threads per worker process in the embedded mode (services mode: rundramatiq --threads).
 EMBEDDED_WORKER_THREADS = env.int("EMBEDDED_WORKER_THREADS", default=2)

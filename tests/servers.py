@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -97,3 +99,62 @@ def process_database_url(name: str | None = None) -> str:
     database = connection.settings_dict
     host, port = database["HOST"] or "localhost", database["PORT"] or 5432
     return f"postgres://{database['USER']}@{host}:{port}/{name or database['NAME']}"
+
+
+def start_worker(env, log_path, processes: int = 1) -> subprocess.Popen:
+    log = open(log_path, "ab")  # noqa: SIM115  handed to the child process
+    return subprocess.Popen(
+        [
+            str(BIN / "python"),
+            "manage.py",
+            "rundramatiq",
+            "--processes",
+            str(processes),
+            "--threads",
+            "1",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_group(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, sig)
+    process.wait(timeout=30)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def worker_env(fal_base: str, media_root) -> dict[str, str]:
+    """The environment of a `rundramatiq` started by a test: the test database, a fake FAL
+    server, and short heartbeats so a dead worker is noticed in seconds."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DATABASE_URL": process_database_url(),
+            "MEDIA_ROOT": str(media_root),
+            "FAL_KEY": "test-key",
+            "FAL_BASE_URL_OVERRIDE": fal_base,
+            "FAL_POLL_INTERVAL_SECONDS": "0.1",
+            "FAL_HTTP_TIMEOUT_SECONDS": "2",
+            "JOB_HEARTBEAT_SECONDS": "1",
+            "JOB_STALE_AFTER_SECONDS": "3",
+            # Dead workers are noticed fast: short broker heartbeat, maintenance on every command.
+            "WORKER_HEARTBEAT_TIMEOUT_MS": "2000",
+            "BROKER_MAINTENANCE_CHANCE": "1000000",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    return env

@@ -54,3 +54,23 @@ def confirmed_action(
         return action
 
     return decorate
+
+
+class DeletesDependentsMixin:
+    """For admins whose objects own rows that are read-only in their own admin.
+
+    Django refuses to delete an object when its cascade reaches a model whose admin denies
+    delete permission. Admins marked ``deleted_with_parent = True`` (an append-only event log,
+    stored outputs) deny deleting their rows one by one, yet those rows must go with the object
+    that owns them. Their refusal is dropped from the check; every other refusal stands (an
+    unfinished job still blocks deleting its batch).
+    """
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        dependents = {
+            model_admin.model._meta.verbose_name
+            for model_admin in self.admin_site._registry.values()
+            if getattr(model_admin, "deleted_with_parent", False)
+        }
+        return deleted, counts, perms_needed - dependents, protected

@@ -6,7 +6,7 @@ from django.template.defaultfilters import filesizeformat
 from django.urls import reverse
 from django.utils.html import format_html
 
-from apps.core.admin_actions import confirmed_action
+from apps.core.admin_actions import DeletesDependentsMixin, confirmed_action
 from apps.jobs import services
 from apps.jobs.models import Artifact, Job, JobEvent, WorkerHeartbeat
 
@@ -51,7 +51,7 @@ def delete_job_files(modeladmin, request, queryset: QuerySet):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(DeletesDependentsMixin, admin.ModelAdmin):
     list_display = (
         "thumbnail",
         "file_name",
@@ -110,6 +110,14 @@ class JobAdmin(admin.ModelAdmin):
     def has_add_permission(self, request):
         return False
 
+    def has_delete_permission(self, request, obj=None):
+        # A job is deleted (row, events and stored outputs) only once it has finished: a worker
+        # may still be writing to an unfinished one. Cancel it first. This also guards batches,
+        # whose deletion reaches their jobs.
+        if obj is not None and obj.status not in Job.TERMINAL:
+            return False
+        return super().has_delete_permission(request, obj)
+
     @admin.display(description="")
     def thumbnail(self, job):
         return _thumbnail(job.source_image)
@@ -144,8 +152,13 @@ class ArtifactAdmin(admin.ModelAdmin):
     search_fields = ("filename", "job__id", "job__batch__owner__username")
     date_hierarchy = "created_at"
     readonly_fields = [f.name for f in Artifact._meta.fields]
+    # Outputs go with their job; on their own, "Delete files" on the job keeps the record.
+    deleted_with_parent = True
 
     def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
         return False
 
     @admin.display(description="Job")
@@ -160,6 +173,7 @@ class JobEventAdmin(admin.ModelAdmin):
     list_filter = ("type", "created_at")
     search_fields = ("job__id", "batch__id")
     list_per_page = 200
+    deleted_with_parent = True  # the log is append-only; it goes only with its job
 
     def has_add_permission(self, request):
         return False

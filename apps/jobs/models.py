@@ -3,6 +3,7 @@ from __future__ import annotations
 import uuid
 
 from django.db import models
+from django_cleanup import cleanup
 
 from apps.core.models import TimeStampedModel
 
@@ -85,6 +86,7 @@ class JobEvent(models.Model):
         return f"{self.type} #{self.seq} of job {self.job_id}"
 
 
+@cleanup.select
 class Artifact(TimeStampedModel):
     """A stored output of a job (model, preview, converted format)."""
 
@@ -127,3 +129,4 @@ class WorkerHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return self.worker_id
+

@@ -4,6 +4,7 @@ from django.contrib import admin
 from django.urls import reverse
 from django.utils.html import format_html
 
+from apps.core.admin_actions import DeletesDependentsMixin
 from apps.uploads.models import Batch, SourceImage
 
 
@@ -30,7 +31,7 @@ class SourceImageInline(admin.TabularInline):
 
 
 @admin.register(Batch)
-class BatchAdmin(admin.ModelAdmin):
+class BatchAdmin(DeletesDependentsMixin, admin.ModelAdmin):
     list_display = ("id", "owner", "generator", "files", "jobs_link", "created_at")
     list_filter = ("generator", "created_at", "owner")
     search_fields = ("id", "owner__username", "images__original_filename")

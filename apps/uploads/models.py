@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django_cleanup import cleanup
 
 from apps.core.models import TimeStampedModel
 
@@ -33,6 +34,7 @@ class Batch(TimeStampedModel):
         return f"Batch {self.id}"
 
 
+@cleanup.select
 class SourceImage(TimeStampedModel):
     """One uploaded image. Its stored path is made from ids, never from the client's name."""
 

@@ -6,7 +6,12 @@ from django.db.models import QuerySet
 
 from apps.uploads.models import Batch, SourceImage
 
-__all__ = ["batch_get_for_owner", "batch_list_for_owner", "source_image_get_for_owner"]
+__all__ = [
+    "batch_get_for_owner",
+    "batch_list_for_owner",
+    "source_image_get_for_owner",
+    "source_image_get_for_viewer",
+]
 
 
 def batch_get_for_owner(*, batch_id, owner) -> Batch | None:
@@ -25,3 +30,10 @@ def source_image_get_for_owner(*, image_id, owner) -> SourceImage | None:
         .filter(pk=image_id, batch__owner=owner, expired_at__isnull=True)
         .first()
     )
+
+
+def source_image_get_for_viewer(*, image_id, user) -> SourceImage | None:
+    """The image for its owner, or for staff allowed to view batches in the admin (thumbnails)."""
+    if user.is_active and user.is_staff and user.has_perm("uploads.view_batch"):
+        return SourceImage.objects.filter(pk=image_id, expired_at__isnull=True).first()
+    return source_image_get_for_owner(image_id=image_id, owner=user)

@@ -1,4 +1,4 @@
-"""The owner's view of an uploaded original (thumbnails in pages)."""
+"""An uploaded original for its owner (thumbnails in pages) and for staff (admin thumbnails)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from apps.uploads import selectors
 
 @login_required
 def source_image(request: HttpRequest, image_id) -> FileResponse:
-    image = selectors.source_image_get_for_owner(image_id=image_id, owner=request.user)
+    image = selectors.source_image_get_for_viewer(image_id=image_id, user=request.user)
     if image is None:
         raise Http404("No such image")
     response = FileResponse(

@@ -15,8 +15,8 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.accounts.models import ApiKey
-from apps.jobs.models import Artifact, Job
-from apps.uploads.models import SourceImage
+from apps.jobs.models import Artifact, Job, JobEvent
+from apps.uploads.models import Batch, SourceImage
 from tests.conftest import sample, wait_for_jobs
 from tests.servers import BIN, ROOT
 
@@ -69,6 +69,70 @@ def test_non_staff_cannot_reach_the_console(alice):
     for path in ("/admin/", "/admin/console/cleanup/", "/admin/console/logs/", "/admin/jobs/job/"):
         response = client.get(path)
         assert response.status_code == 302 and "/admin/login/" in response["Location"]
+
+
+def test_deleting_a_finished_job_in_the_admin_removes_its_outputs_events_and_row(
+    staff, finished, media_root
+):
+    first, second = Job.objects.filter(batch_id=finished).order_by("created_at")
+    outputs = {artifact.file.name for artifact in first.artifacts.all()}
+    kept = {artifact.file.name for artifact in second.artifacts.all()}
+    originals = {image.file.name for image in SourceImage.objects.filter(batch_id=finished)}
+    assert outputs and kept and outputs | kept | originals <= files(media_root)
+    client = staff_client(staff)
+    form = {"action": "delete_selected", "_selected_action": [str(first.pk)]}
+    confirm = client.post("/admin/jobs/job/", form)
+    assert confirm.status_code == 200 and "Are you sure" in confirm.content.decode()
+    assert Job.objects.filter(pk=first.pk).exists()  # nothing happens before confirmation
+
+    done = client.post("/admin/jobs/job/", {**form, "post": "yes"})
+    assert done.status_code == 302
+    assert not Job.objects.filter(pk=first.pk).exists()
+    assert not JobEvent.objects.filter(job_id=first.pk).exists()
+    assert not Artifact.objects.filter(job_id=first.pk).exists()
+    left = files(media_root)
+    assert not outputs & left  # its stored outputs are gone from disk
+    assert kept | originals <= left  # the other job's outputs and the batch's originals stay
+
+
+def test_a_batch_with_an_unfinished_job_cannot_be_deleted_until_it_ends(
+    staff, alice_api, broker, media_root
+):
+    from apps.jobs.services import job_cancel
+
+    response = alice_api.post("/api/v1/upload/", {"files": [sample("chelsea.png")]})
+    batch_id = response.json()["batch_id"]
+    job = Job.objects.get(batch_id=batch_id)
+    assert job.status == "queued"  # no worker runs in this test
+    stored = files(media_root)
+    assert stored
+    client = staff_client(staff)
+    form = {"action": "delete_selected", "_selected_action": [batch_id]}
+    explained = client.post("/admin/uploads/batch/", form)
+    assert explained.status_code == 200  # the confirmation page names what blocks it
+    page = explained.content.decode()
+    assert "permission to delete" in page and 'name="post"' not in page  # no confirm button
+    form["post"] = "yes"
+    assert client.post("/admin/uploads/batch/", form).status_code == 403
+    assert Batch.objects.filter(pk=batch_id).exists() and files(media_root) == stored
+    assert client.get(f"/admin/jobs/job/{job.pk}/delete/").status_code == 403
+
+    job_cancel(job=job)
+    assert Job.objects.get(pk=job.pk).status == "canceled"
+    done = client.post("/admin/uploads/batch/", form)
+    assert done.status_code == 302
+    assert not Batch.objects.filter(pk=batch_id).exists()
+    assert not Job.objects.filter(pk=job.pk).exists()
+    assert files(media_root) == set()  # the original went with its batch
+
+
+def test_staff_see_thumbnails_of_every_owner_and_other_users_do_not(staff, bob, finished):
+    image = SourceImage.objects.filter(batch_id=finished).first()
+    url = f"/images/{image.pk}/"
+    assert staff_client(staff).get(url).status_code == 200
+    page = staff_client(staff).get(f"/admin/uploads/batch/{finished}/change/").content.decode()
+    assert url in page
+    assert staff_client(bob).get(url).status_code == 404
 
 
 def test_job_actions_ask_for_confirmation_first(staff, alice_api, broker):

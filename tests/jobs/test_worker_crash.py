@@ -4,69 +4,16 @@ exactly one submit."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import signal
-import subprocess
-import time
 
 import pytest
 
 from apps.jobs.models import Job
 from tests.conftest import DATA
 from tests.fal_server import FakeFalServer
-from tests.servers import BIN, ROOT, process_database_url
+from tests.servers import kill_group, start_worker, wait_for, worker_env
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
-
-
-def worker_env(fal_base: str, media_root) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DATABASE_URL": process_database_url(),
-            "MEDIA_ROOT": str(media_root),
-            "FAL_KEY": "test-key",
-            "FAL_BASE_URL_OVERRIDE": fal_base,
-            "FAL_POLL_INTERVAL_SECONDS": "0.1",
-            "FAL_HTTP_TIMEOUT_SECONDS": "2",
-            "JOB_HEARTBEAT_SECONDS": "1",
-            "JOB_STALE_AFTER_SECONDS": "3",
-            # Dead workers are noticed fast: short broker heartbeat, maintenance on every command.
-            "WORKER_HEARTBEAT_TIMEOUT_MS": "2000",
-            "BROKER_MAINTENANCE_CHANCE": "1000000",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
-
-
-def start_worker(env, log_path) -> subprocess.Popen:
-    log = open(log_path, "ab")  # noqa: SIM115  handed to the child process
-    return subprocess.Popen(
-        [str(BIN / "python"), "manage.py", "rundramatiq", "--processes", "1", "--threads", "1"],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def kill_group(process: subprocess.Popen, sig=signal.SIGKILL) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, sig)
-    process.wait(timeout=30)
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_a_killed_worker_s_fal_job_resumes_elsewhere_with_one_submit(

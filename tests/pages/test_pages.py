@@ -46,11 +46,15 @@ def browser():
     # Playwright's sync API keeps an event loop running in this thread; the ORM calls the tests
     # make between browser steps are plain sync code (as Playwright's own guide says to allow).
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_FLAGS)
-        yield browser
-        browser.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    try:
+        with sync_playwright() as playwright:
+            browser = playwright.chromium.launch(
+                executable_path=chromium_path(), args=CHROMIUM_FLAGS
+            )
+            yield browser
+            browser.close()
+    finally:  # also when Chromium fails to start: later tests start processes with this env
+        os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture(scope="module")
