@@ -5,7 +5,7 @@ from django.urls import include, path
 from django_prometheus import exports
 
 from apps.console import views as console_views
-from image2model.api import api_v1
+from image2model.api import api_v1, api_v2
 
 handler500 = "apps.console.views.server_error"
 
@@ -15,6 +15,7 @@ urlpatterns = [
     path("metrics", exports.ExportToDjangoView, name="metrics"),
     path("api/v1/health/metrics", exports.ExportToDjangoView, name="api-v1-metrics"),
     path("api/v1/", api_v1.urls),
+    path("api/v2/", api_v2.urls),
     path("accounts/", include("django.contrib.auth.urls")),
     path("account/", include("apps.accounts.urls")),
     path("", include("apps.jobs.urls")),

@@ -13,7 +13,7 @@ from ninja.utils import check_csrf
 
 from apps.accounts import selectors, services
 from apps.accounts.limits import rate_limit
-from apps.core.errors import NotAuthenticated
+from apps.core.errors import Forbidden, NotAuthenticated
 
 SCOPES = ("generate", "read", "admin")
 
@@ -48,9 +48,9 @@ class ApiKeyOrSession(HttpBearer):
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
             if request.method not in {"GET", "HEAD", "OPTIONS"} and check_csrf(request):
-                raise NotAuthenticated("CSRF check failed")
+                raise Forbidden("CSRF check failed")
             if self.scope == "admin" and not user.is_staff:
-                raise NotAuthenticated("This needs a staff account")
+                raise Forbidden("This needs a staff account")
             request.api_key = None
             request.owner = user
             return user
@@ -59,7 +59,7 @@ class ApiKeyOrSession(HttpBearer):
     def authenticate(self, request: HttpRequest, token: str) -> Any:
         api_key = selectors.api_key_authenticate(token)
         if self.scope not in api_key.scopes:
-            raise NotAuthenticated(f"API key lacks the '{self.scope}' scope")
+            raise Forbidden(f"API key lacks the '{self.scope}' scope")
         services.api_key_touch(api_key=api_key)
         request.api_key = api_key
         request.owner = api_key.owner

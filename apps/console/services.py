@@ -36,6 +36,7 @@ def housekeeping_run() -> dict[str, dict]:
         "prune": lambda: log_services.logs_prune(
             older_than=timedelta(days=settings.LOG_RETENTION_DAYS)
         ),
+        "idempotency": lambda: {"deleted": job_services.idempotency_prune()},
     }
     results: dict[str, dict] = {}
     for name, step in steps.items():

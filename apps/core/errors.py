@@ -15,6 +15,9 @@ class ServiceError(Exception):
 
     status_code = 400
     error_code = ""
+    # The stable code of API v2's problem details, where it differs from v1's ``error_code``
+    # (v1 keeps the old service's HTTP_<status> codes).
+    problem_code = ""
 
     def __init__(
         self,
@@ -22,6 +25,7 @@ class ServiceError(Exception):
         *,
         status_code: int | None = None,
         error_code: str | None = None,
+        problem_code: str | None = None,
         details: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -32,6 +36,8 @@ class ServiceError(Exception):
             self.status_code = status_code
         if error_code is not None:
             self.error_code = error_code
+        if problem_code is not None:
+            self.problem_code = problem_code
         self.details = details or {}
 
     @property
@@ -54,7 +60,13 @@ class PayloadTooLarge(ServiceError):
 
 
 class NotAuthenticated(ServiceError):
+    """No valid credentials. v1 answers 403 (the old service did); v2 answers 401."""
+
     status_code = 403
+
+
+class Forbidden(NotAuthenticated):
+    """Valid credentials that may not do this (a missing scope, a failed CSRF check): 403."""
 
 
 def error_envelope(

@@ -10,9 +10,12 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonRes
 from django.urls import Resolver404, resolve
 
 from apps.core.errors import error_envelope, status_phrase
+from apps.core.problems import problem_from_response
 from apps.core.request_id import request_id_from_header, reset_request_id, set_request_id
 
 API_PREFIX = "/api/"
+# v1 is frozen; its responses point new clients at v2.
+V1_SUCCESSOR_LINK = '</api/v2/docs>; rel="successor-version"'
 
 
 request_logger = logging.getLogger("image2model.requests")
@@ -107,7 +110,9 @@ def _resolves(path: str) -> bool:
 
 
 class ApiErrorEnvelopeMiddleware:
-    """Every error under ``/api/v1/`` answers in the envelope, including 404 and 405.
+    """Every error under ``/api/v1/`` answers in the envelope, and under ``/api/v2/`` as problem
+    details, including 404 and 405. Every API response says its version (``X-API-Version``);
+    v1 responses also link to v2 (``Link: rel="successor-version"``).
 
     Endpoints render their own errors; this catches the ones Django answers before reaching an
     endpoint (unknown path, wrong method, CSRF) and replaces their HTML with the envelope.
@@ -118,7 +123,19 @@ class ApiErrorEnvelopeMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
-        if not request.path_info.startswith("/api/v1/") or response.status_code < 400:
+        path = request.path_info
+        if path.startswith("/api/v2/"):
+            if response.status_code >= 400 and not response.get("Content-Type", "").startswith(
+                "application/problem+json"
+            ):
+                response = problem_from_response(request, response)
+            response["X-API-Version"] = "2"
+            return response
+        if not path.startswith("/api/v1/"):
+            return response
+        response["X-API-Version"] = "1"
+        response["Link"] = V1_SUCCESSOR_LINK
+        if response.status_code < 400:
             return response
         if response.get("Content-Type", "").startswith("application/json"):
             return response
@@ -140,7 +157,7 @@ class ApiErrorEnvelopeMiddleware:
             ),
             status=response.status_code,
         )
-        for header in ("Allow", "Retry-After", "X-Request-ID"):
+        for header in ("Allow", "Retry-After", "X-Request-ID", "X-API-Version", "Link"):
             if header in response:
                 enveloped[header] = response[header]
         return enveloped

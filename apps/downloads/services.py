@@ -6,35 +6,10 @@ any header until they expire, so a browser or an old client can fetch the file d
 
 from __future__ import annotations
 
-import uuid
-
-from django.conf import settings
-from django.core import signing
-
-from apps.core.errors import NotFound, ServiceError
+from apps.jobs.selectors import LinkExpired, artifact_link_sign, artifact_link_verify
 
 __all__ = ["LinkExpired", "download_link_sign", "download_link_verify"]
 
-_SALT = "image2model.downloads.artifact"
-
-
-class LinkExpired(ServiceError):
-    status_code = 410
-    error_code = "LINK_EXPIRED"
-
-
-def download_link_sign(artifact_id) -> str:
-    """A token for ``/api/v1/download/direct/<token>``."""
-    return signing.TimestampSigner(salt=_SALT).sign(str(artifact_id))
-
-
-def download_link_verify(token: str) -> uuid.UUID:
-    """The artifact id of a valid, unexpired token; NotFound or LinkExpired otherwise."""
-    signer = signing.TimestampSigner(salt=_SALT)
-    try:
-        value = signer.unsign(token, max_age=settings.DOWNLOAD_LINK_MAX_AGE_SECONDS)
-        return uuid.UUID(value)
-    except signing.SignatureExpired:
-        raise LinkExpired("Download link has expired; ask for a new one.") from None
-    except (signing.BadSignature, ValueError):
-        raise NotFound("Download link is invalid") from None
+# The jobs app signs links to its outputs (API v2 shows them); these names stay for callers.
+download_link_sign = artifact_link_sign
+download_link_verify = artifact_link_verify

@@ -25,13 +25,22 @@ from django.utils import timezone
 from prometheus_client import Gauge
 
 from apps.accounts import selectors as account_selectors
-from apps.core.errors import InvalidInput, NotAuthenticated, NotFound, ServiceError, error_envelope
+from apps.core.errors import (
+    Forbidden,
+    InvalidInput,
+    NotAuthenticated,
+    NotFound,
+    ServiceError,
+    error_envelope,
+)
+from apps.core.problems import problem_body
 from apps.core.request_id import request_id_from_header
 from apps.core.sse import SSE_HEADERS, sse_encode
 from apps.jobs import events, selectors
 from apps.jobs.streams import Feed, StreamEvent
 from apps.uploads import selectors as upload_selectors
 
+V2_HEADERS = [(b"X-API-Version", b"2")]
 OPEN_STREAMS = Gauge("image2model_open_streams", "Streams open now", ["transport"])
 INVALID_ID = {
     "batch": "Invalid task ID format. Expected UUID format.",
@@ -80,7 +89,7 @@ def _user(request: StreamRequest, resource: str):
             raise NotAuthenticated("Not authenticated")
         api_key = account_selectors.api_key_authenticate(key.strip())
         if "read" not in api_key.scopes:
-            raise NotAuthenticated("API key lacks the 'read' scope")
+            raise Forbidden("API key lacks the 'read' scope")
         return api_key.owner
     # The signed-in session first: a page whose stream token expired keeps streaming.
     if request.session_user is not None and request.session_user.is_authenticated:
@@ -305,6 +314,40 @@ class EventStreamConsumer(_FeedStream, AsyncHttpConsumer):
 
 
 class JobEventStreamConsumer(EventStreamConsumer):
+    kind = "job"
+
+
+class V2EventStreamConsumer(EventStreamConsumer):
+    """SSE of API v2 (``/api/v2/batches/{id}/events``): the same stream, errors as problem
+    details, and ``X-API-Version: 2`` on every answer."""
+
+    async def send_headers(self, *, status=200, headers=None):
+        await super().send_headers(status=status, headers=[*(headers or []), *V2_HEADERS])
+
+    async def send_error(self, error: ServiceError) -> None:
+        if isinstance(error, NotAuthenticated) and not isinstance(error, Forbidden):
+            status, code = 401, "UNAUTHORIZED"
+        else:
+            status, code = error.status_code, error.code
+        body = problem_body(
+            status=status,
+            detail=error.message,
+            instance=self.scope["path"],
+            request_id=self.request_id.decode(),
+            code=code,
+        )
+        headers = [
+            (b"Content-Type", b"application/problem+json"),
+            (b"X-Request-ID", self.request_id),
+        ]
+        if status == 401:
+            headers.append((b"WWW-Authenticate", b'Bearer realm="image2model"'))
+        if status == 405:
+            headers.append((b"Allow", b"GET, HEAD"))
+        await self.send_response(status, json.dumps(body).encode(), headers=headers)
+
+
+class V2JobEventStreamConsumer(V2EventStreamConsumer):
     kind = "job"
 
 

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
+from django.utils import timezone
 from django_cleanup import cleanup
 
 from apps.core.models import TimeStampedModel
@@ -130,3 +132,25 @@ class WorkerHeartbeat(models.Model):
     def __str__(self) -> str:
         return self.worker_id
 
+
+class IdempotencyRecord(models.Model):
+    """The first answer to a create request sent with an ``Idempotency-Key``.
+
+    A record without a response is a request still being processed. Records are kept for
+    ``IDEMPOTENCY_WINDOW``; an older one is replaced by the next request with its key.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField(max_length=255)
+    request_hash = models.CharField(max_length=64)
+    response_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    response_body = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["owner", "key"], name="uniq_idempotency_key_per_owner")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} ({self.owner_id})"

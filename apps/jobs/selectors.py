@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from django.conf import settings
+from django.core import signing
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.core.errors import NotFound, ServiceError
 from apps.jobs.models import Artifact, Job, JobEvent, WorkerHeartbeat
 
 __all__ = [
     "BatchSummary",
+    "LinkExpired",
     "artifact_get",
     "artifact_get_for_owner",
+    "artifact_link_sign",
+    "artifact_link_verify",
+    "artifacts_by_job",
     "artifacts_for_batch",
     "batch_summary",
+    "batches_for_owner",
     "events_for_batch",
     "generators_describe",
     "job_counts",
@@ -24,6 +33,7 @@ __all__ = [
     "job_duration_buckets",
     "job_get_for_owner",
     "jobs_for_batch",
+    "jobs_for_owner",
     "queue_depths",
     "workers_alive_count",
 ]
@@ -110,6 +120,16 @@ def artifact_get_for_owner(*, artifact_id, owner) -> Artifact | None:
     )
 
 
+def artifacts_by_job(*, job_ids: list) -> dict[Any, list[Artifact]]:
+    """The unexpired outputs of these jobs, by job id (one query)."""
+    found: dict[Any, list[Artifact]] = {}
+    for artifact in Artifact.objects.filter(job_id__in=job_ids, expired_at__isnull=True).order_by(
+        "kind", "format"
+    ):
+        found.setdefault(artifact.job_id, []).append(artifact)
+    return found
+
+
 def artifact_get(*, artifact_id) -> Artifact | None:
     return Artifact.objects.filter(pk=artifact_id, expired_at__isnull=True).first()
 
@@ -184,3 +204,110 @@ def job_counts_since(*, since) -> dict[str, Any]:
     by_status = dict(recent.values_list("status").annotate(n=Count("id")))
     by_generator = dict(recent.values_list("generator").annotate(n=Count("id")))
     return {"total": sum(by_status.values()), "by_status": by_status, "by_generator": by_generator}
+
+
+# --- signed links to stored outputs --------------------------------------------------------------
+
+_LINK_SALT = "image2model.downloads.artifact"
+
+
+class LinkExpired(ServiceError):
+    status_code = 410
+    error_code = "LINK_EXPIRED"
+
+
+def artifact_link_sign(artifact_id) -> str:
+    """A token for ``/api/v1/download/direct/<token>``, valid DOWNLOAD_LINK_MAX_AGE_SECONDS."""
+    return signing.TimestampSigner(salt=_LINK_SALT).sign(str(artifact_id))
+
+
+def artifact_link_verify(token: str) -> uuid.UUID:
+    """The artifact id of a valid, unexpired token; NotFound or LinkExpired otherwise."""
+    signer = signing.TimestampSigner(salt=_LINK_SALT)
+    try:
+        value = signer.unsign(token, max_age=settings.DOWNLOAD_LINK_MAX_AGE_SECONDS)
+        return uuid.UUID(value)
+    except signing.SignatureExpired:
+        raise LinkExpired("Download link has expired; ask for a new one.") from None
+    except (signing.BadSignature, ValueError):
+        raise NotFound("Download link is invalid") from None
+
+
+# --- lists of the API v2 -------------------------------------------------------------------------
+
+BATCH_STATUSES = ("queued", "processing", "completed", "partially_completed", "failed", "canceled")
+
+
+def batches_for_owner(
+    *, owner, status=None, generator=None, created_after=None, created_before=None
+) -> QuerySet:
+    """The owner's batches with their job counts (``n_total``, ``n_queued``, …), filtered.
+
+    A batch's status is derived from its jobs (see BatchSummary.status), so the filter on it is
+    the same rule written over the counts.
+    """
+    from django.db.models import Case, Count, F, IntegerField, Q, Sum, Value, When
+    from django.db.models.functions import Coalesce
+
+    from apps.uploads import selectors as upload_selectors
+
+    batches = upload_selectors.batch_list_for_owner(owner=owner).annotate(
+        n_total=Count("jobs"),
+        # As batch_summary: a finished job counts 100, an unfinished one its progress.
+        n_progress=Sum(
+            Case(
+                When(jobs__status__in=Job.TERMINAL, then=Value(100)),
+                default=Coalesce("jobs__progress", Value(0)),
+                output_field=IntegerField(),
+            )
+        ),
+        **{
+            f"n_{name}": Count("jobs", filter=Q(jobs__status=name))
+            for name in ("queued", "running", "succeeded", "failed", "canceled")
+        },
+    )
+    if generator:
+        batches = batches.filter(generator=generator)
+    if created_after:
+        batches = batches.filter(created_at__gt=created_after)
+    if created_before:
+        batches = batches.filter(created_at__lt=created_before)
+    if status:
+        unfinished = Q(n_queued__gt=0) | Q(n_running__gt=0)
+        finished = Q(n_queued=0, n_running=0)
+        batches = batches.filter(
+            {
+                "queued": Q(n_queued=F("n_total"), n_total__gt=0),
+                "processing": unfinished & ~Q(n_queued=F("n_total")),
+                "completed": finished & Q(n_succeeded=F("n_total")),
+                "partially_completed": finished
+                & Q(n_succeeded__gt=0)
+                & ~Q(n_succeeded=F("n_total")),
+                "canceled": finished & Q(n_canceled=F("n_total"), n_succeeded=0),
+                "failed": finished & Q(n_succeeded=0) & ~Q(n_canceled=F("n_total")),
+            }[status]
+        )
+    return batches
+
+
+def jobs_for_owner(
+    *,
+    owner,
+    status=None,
+    generator=None,
+    batch_id=None,
+    created_after=None,
+    created_before=None,
+) -> QuerySet[Job]:
+    jobs = Job.objects.filter(batch__owner=owner).select_related("source_image")
+    if status:
+        jobs = jobs.filter(status=status)
+    if generator:
+        jobs = jobs.filter(generator=generator)
+    if batch_id:
+        jobs = jobs.filter(batch_id=batch_id)
+    if created_after:
+        jobs = jobs.filter(created_at__gt=created_after)
+    if created_before:
+        jobs = jobs.filter(created_at__lt=created_before)
+    return jobs.prefetch_related("artifacts")

@@ -18,20 +18,32 @@ from django.utils import timezone
 from apps.core.errors import InvalidInput, ServiceError
 from apps.jobs.actors import job_run as job_run_actor
 from apps.jobs.events import job_change, job_events_record_created
-from apps.jobs.models import Job
+from apps.jobs.models import IdempotencyRecord, Job
 from apps.jobs.pipeline import jobs_reap_stale
 from apps.jobs.providers import generator_default_id, generator_get, generators_all
 from apps.jobs.providers.base import Generator, ParameterError
 from apps.uploads import services as upload_services
 
 __all__ = [
+    "IDEMPOTENCY_WINDOW",
+    "IdempotencyKeyInUse",
+    "IdempotencyKeyReused",
+    "NotCancelable",
+    "NotFinished",
+    "NotRetryable",
     "ParamsInvalid",
     "batch_cancel",
+    "batch_delete",
     "batch_retry_failed",
     "batch_submit",
     "files_cleanup",
     "generator_params_clean",
+    "idempotency_abandon",
+    "idempotency_claim",
+    "idempotency_finish",
+    "idempotency_prune",
     "job_cancel",
+    "job_delete",
     "job_generate",
     "job_retry",
     "jobs_files_delete",
@@ -46,6 +58,7 @@ class ParamsInvalid(ServiceError):
 
     status_code = 422
     error_code = "VALIDATION_ERROR"
+    problem_code = "INVALID_PARAMS"
 
 
 def generator_params_clean(
@@ -57,16 +70,22 @@ def generator_params_clean(
     if face_limit is not None:
         declared = generator.param("face_limit")
         if face_limit <= 0:
-            raise InvalidInput("face_limit must be a positive integer")
+            raise InvalidInput(
+                "face_limit must be a positive integer", problem_code="INVALID_PARAMS"
+            )
         if declared is None:
-            raise InvalidInput(f"{generator.id} does not take a face_limit")
+            raise InvalidInput(
+                f"{generator.id} does not take a face_limit", problem_code="INVALID_PARAMS"
+            )
         if declared.maximum is not None and face_limit > declared.maximum:
             raise InvalidInput(
-                f"face_limit must be at most {int(declared.maximum)} for {generator.id}"
+                f"face_limit must be at most {int(declared.maximum)} for {generator.id}",
+                problem_code="INVALID_PARAMS",
             )
         if declared.minimum is not None and face_limit < declared.minimum:
             raise InvalidInput(
-                f"face_limit must be at least {int(declared.minimum)} for {generator.id}"
+                f"face_limit must be at least {int(declared.minimum)} for {generator.id}",
+                problem_code="INVALID_PARAMS",
             )
         values["face_limit"] = face_limit
     try:
@@ -90,10 +109,16 @@ def _generator_available(generator_id: str) -> Generator:
     generator = generator_get(generator_id)
     if generator is None:
         known = ", ".join(g.id for g in generators_all())
-        raise InvalidInput(f"Unknown model {generator_id!r}. Available models: {known}.")
+        raise InvalidInput(
+            f"Unknown model {generator_id!r}. Available models: {known}.",
+            problem_code="INVALID_MODEL",
+        )
     available, reason = generator.availability()
     if not available:
-        raise InvalidInput(f"Model {generator_id!r} is not available: {reason}")
+        raise InvalidInput(
+            f"Model {generator_id!r} is not available: {reason}",
+            problem_code="GENERATOR_UNAVAILABLE",
+        )
     return generator
 
 
@@ -318,3 +343,109 @@ def jobs_files_delete(*, job_ids: list) -> dict:
             totals["files"] += 1
             totals["bytes"] += artifact.size
     return totals
+
+
+# --- deletion ------------------------------------------------------------------------------------
+
+
+class NotFinished(ServiceError):
+    status_code = 409
+    error_code = "JOB_NOT_FINISHED"
+
+
+class NotCancelable(ServiceError):
+    status_code = 409
+    error_code = "NOT_CANCELABLE"
+
+
+class NotRetryable(ServiceError):
+    status_code = 409
+    error_code = "NOT_RETRYABLE"
+
+
+def job_delete(*, job: Job) -> None:
+    """Delete a finished job: its row, events and stored outputs (files go once this commits).
+
+    An unfinished job is refused: a worker may still write to it. Its original stays with the
+    batch.
+    """
+    with transaction.atomic():
+        deleted, _ = Job.objects.filter(pk=job.pk, status__in=Job.TERMINAL).delete()
+        if not deleted:
+            raise NotFinished("The job has not finished; cancel it before deleting it.")
+
+
+def batch_delete(*, batch_id) -> None:
+    """Delete a batch whose jobs have all finished: originals, jobs, events, outputs."""
+    with transaction.atomic():
+        # Lock the batch's jobs so none can be retried between the check and the delete.
+        jobs = list(Job.objects.select_for_update().filter(batch_id=batch_id))
+        if any(job.status not in Job.TERMINAL for job in jobs):
+            raise NotFinished("The batch has unfinished jobs; cancel them before deleting it.")
+        upload_services.batch_delete(batch_id=batch_id)
+
+
+# --- idempotent creates --------------------------------------------------------------------------
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class IdempotencyKeyReused(ServiceError):
+    status_code = 409
+    error_code = "IDEMPOTENCY_KEY_REUSED"
+
+
+class IdempotencyKeyInUse(ServiceError):
+    status_code = 409
+    error_code = "IDEMPOTENCY_KEY_IN_USE"
+
+
+def idempotency_claim(*, owner, key: str, request_hash: str):
+    """Claim ``key`` for this request.
+
+    Returns ``(record, True)`` when this request is the first (it must then call
+    :func:`idempotency_finish` or :func:`idempotency_abandon`), ``(record, False)`` when the
+    first request's answer is stored (replay it), ``(None, False)`` while the first request is
+    still being processed. A different request under the same key raises IdempotencyKeyReused.
+    The unique constraint decides between two requests at the same moment.
+    """
+    from django.db import IntegrityError
+
+    try:
+        with transaction.atomic():
+            record = IdempotencyRecord.objects.create(
+                owner=owner, key=key, request_hash=request_hash
+            )
+        return record, True
+    except IntegrityError:
+        pass
+    record = IdempotencyRecord.objects.filter(owner=owner, key=key).first()
+    if record is None:  # abandoned meanwhile: the caller tries again
+        return None, False
+    if record.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        IdempotencyRecord.objects.filter(pk=record.pk, created_at=record.created_at).delete()
+        return None, False
+    if record.request_hash != request_hash:
+        raise IdempotencyKeyReused(
+            "This Idempotency-Key was used with a different request in the last 24 hours."
+        )
+    if record.response_status is None:
+        return None, False
+    return record, False
+
+
+def idempotency_finish(*, record, status: int, body) -> None:
+    IdempotencyRecord.objects.filter(pk=record.pk).update(
+        response_status=status, response_body=body
+    )
+
+
+def idempotency_abandon(*, record) -> None:
+    """The first request failed: forget the key, so the client may send it again."""
+    IdempotencyRecord.objects.filter(pk=record.pk, response_status__isnull=True).delete()
+
+
+def idempotency_prune() -> int:
+    """Delete the records past the window (housekeeping)."""
+    cutoff = timezone.now() - IDEMPOTENCY_WINDOW
+    return IdempotencyRecord.objects.filter(created_at__lt=cutoff).delete()[0]

@@ -16,9 +16,13 @@ from apps.uploads.names import display_filename, filename_problem
 class UploadRefused(InvalidInput, SuspiciousOperation):
     """A file name refused while parsing: 400 in the API envelope, and 400 (not 500) on pages."""
 
+    problem_code = "INVALID_FILE"
+
 
 class UploadTooLarge(PayloadTooLarge, SuspiciousOperation):
     """A body or file over the limits: 413 in the API, 400 on pages (Django's own answer)."""
+
+    problem_code = "FILE_TOO_LARGE"
 
 
 def _megabytes(size: int) -> str:

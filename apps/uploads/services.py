@@ -27,6 +27,7 @@ __all__ = [
     "IncomingFile",
     "batch_create",
     "batch_create_for_image",
+    "batch_delete",
     "batch_event_seq_next",
     "batch_files_discard",
     "source_image_path",
@@ -47,10 +48,11 @@ class IncomingFile:
 def files_check(files: list[IncomingFile]) -> list[ImageFacts]:
     """Check count, names and contents of every file; raise one InvalidInput listing all."""
     if not files:
-        raise InvalidInput("No files provided")
+        raise InvalidInput("No files provided", problem_code="NO_FILES")
     if len(files) > settings.UPLOAD_MAX_FILES:
         raise InvalidInput(
-            f"Too many files. Maximum allowed: {settings.UPLOAD_MAX_FILES}, received: {len(files)}"
+            f"Too many files. Maximum allowed: {settings.UPLOAD_MAX_FILES}, received: {len(files)}",
+            problem_code="TOO_MANY_FILES",
         )
     facts, errors = [], []
     for incoming in files:
@@ -65,7 +67,11 @@ def files_check(files: list[IncomingFile]) -> list[ImageFacts]:
         errors.append({"filename": shown, "error": problem})
     if errors:
         message = "; ".join(f"{error['filename']}: {error['error']}" for error in errors)
-        raise InvalidInput(f"File validation failed: {message}", details={"errors": errors})
+        raise InvalidInput(
+            f"File validation failed: {message}",
+            details={"errors": errors},
+            problem_code="INVALID_FILE",
+        )
     return facts
 
 
@@ -179,3 +185,8 @@ def source_images_expire(*, image_ids: list, dry_run: bool = False) -> tuple[int
             files += 1
             size += image.size
     return files, size
+
+
+def batch_delete(*, batch_id) -> None:
+    """Delete a batch and everything it owns; stored files go once the transaction commits."""
+    Batch.objects.filter(pk=batch_id).delete()

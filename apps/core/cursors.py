@@ -1,0 +1,45 @@
+"""Keyset (cursor) pagination, newest first, over any model with ``created_at`` and ``id``.
+
+A cursor names the last row of a page: the next page is the rows strictly older than it, in
+``(created_at, id)`` order, so rows created meanwhile never shift or repeat a page. Cursors are
+signed: a client cannot forge one into another position or another filter.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from django.core import signing
+from django.db.models import Q, QuerySet
+
+from apps.core.errors import InvalidInput
+
+_SALT = "image2model.core.cursor"
+
+
+class InvalidCursor(InvalidInput):
+    error_code = "INVALID_CURSOR"
+
+
+def cursor_page(queryset: QuerySet, *, cursor: str | None, limit: int) -> tuple[list, str | None]:
+    """One page of ``queryset`` (newest first) after ``cursor``, and the next page's cursor."""
+    queryset = queryset.order_by("-created_at", "-id")
+    if cursor:
+        created_at, last_id = _decode(cursor)
+        queryset = queryset.filter(
+            Q(created_at__lt=created_at) | Q(created_at=created_at, id__lt=last_id)
+        )
+    rows = list(queryset[: limit + 1])
+    if len(rows) <= limit:
+        return rows, None
+    rows = rows[:limit]
+    last = rows[-1]
+    return rows, signing.dumps([last.created_at.isoformat(), str(last.id)], salt=_SALT)
+
+
+def _decode(cursor: str) -> tuple[datetime, str]:
+    try:
+        created_at, last_id = signing.loads(cursor, salt=_SALT)
+        return datetime.fromisoformat(created_at), str(last_id)
+    except (signing.BadSignature, ValueError, TypeError):
+        raise InvalidCursor("The cursor is not one this API gave out.") from None

@@ -1,0 +1,536 @@
+"""API v2 of the jobs app: batches, jobs and generators as resources (docs/api-v2.md).
+
+Errors are problem details (apps.core.problems). Creating a batch takes an ``Idempotency-Key``
+and ``Prefer: wait=N``; lists are newest first with signed cursors.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import re
+import time
+from datetime import datetime
+from typing import Any, Literal
+from uuid import UUID
+
+from asgiref.sync import sync_to_async
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
+
+from apps.accounts.auth import ApiKeyOrSession
+from apps.core.cursors import cursor_page
+from apps.core.errors import InvalidInput, NotFound
+from apps.jobs import presenters, selectors, services
+from apps.jobs.providers import generator_default_id, generators_all
+from apps.uploads import selectors as upload_selectors
+from apps.uploads.services import IncomingFile
+
+generate_auth = ApiKeyOrSession(scope="generate", limit_group="upload")
+write_auth = ApiKeyOrSession(scope="generate", limit_group="read")
+read_auth = ApiKeyOrSession(scope="read", limit_group="read")
+
+batches_router = Router(tags=["batches"])
+jobs_router = Router(tags=["jobs"])
+generators_router = Router(tags=["generators"])
+
+MAX_WAIT_SECONDS = 60
+IDEMPOTENCY_WAIT_SECONDS = 10
+_PREFER_WAIT = re.compile(r"(?:^|[;,\s])wait\s*=\s*(\d+)", re.IGNORECASE)
+
+JobStatus = Literal["queued", "running", "succeeded", "failed", "canceled"]
+BatchStatus = Literal[
+    "queued", "processing", "completed", "partially_completed", "failed", "canceled"
+]
+
+
+# --- schemas -------------------------------------------------------------------------------------
+
+
+class ProblemField(Schema):
+    field: str
+    message: str
+    type: str
+
+
+class Problem(Schema):
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    code: str
+    request_id: str
+    errors: list[ProblemField] | None = None
+
+
+class ArtifactOut(Schema):
+    id: UUID
+    kind: str
+    format: str
+    filename: str
+    size: int
+    sha256: str
+    content_type: str
+    face_count: int | None
+    url: str = Field(description="Signed link; works without a key until url_expires_at")
+    url_expires_at: datetime
+
+
+class JobError(Schema):
+    code: str
+    message: str
+
+
+class JobOut(Schema):
+    id: UUID
+    batch_id: UUID
+    file_name: str
+    status: JobStatus
+    stage: str
+    progress: int = Field(ge=0, le=100)
+    message: str
+    queue_position: int | None
+    eta_seconds: int | None = Field(description="Seconds left, when known")
+    generator: str
+    requested_generator: str
+    params: dict[str, Any]
+    attempts: int
+    error: JobError | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    artifacts: list[ArtifactOut]
+    events_url: str
+
+
+class Counts(Schema):
+    total: int
+    queued: int
+    running: int
+    succeeded: int
+    failed: int
+    canceled: int
+
+
+class BatchOut(Schema):
+    id: UUID
+    status: BatchStatus
+    finished: bool
+    generator: str
+    params: dict[str, Any]
+    created_at: datetime
+    progress: int = Field(ge=0, le=100)
+    counts: Counts
+    events_url: str
+    archive_url: str | None
+    jobs: list[JobOut] | None = Field(None, description="In a batch's own answers, not in lists")
+
+
+class BatchPage(Schema):
+    items: list[BatchOut]
+    next_cursor: str | None
+
+
+class JobPage(Schema):
+    items: list[JobOut]
+    next_cursor: str | None
+
+
+class ListFilters(Schema):
+    limit: int = Field(20, ge=1, le=100)
+    cursor: str | None = None
+    generator: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+
+
+class BatchFilters(ListFilters):
+    status: BatchStatus | None = None
+
+
+class JobFilters(ListFilters):
+    status: JobStatus | None = None
+    batch_id: UUID | None = None
+
+
+class ParameterOut(Schema):
+    name: str
+    type: str
+    description: str
+    default: Any = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: list[Any] | None = None
+
+
+class GeneratorOut(Schema):
+    id: str
+    name: str
+    description: str
+    default: bool = Field(description="Used when a batch names no generator")
+    formats: list[str]
+    params: list[ParameterOut]
+    available: bool
+    unavailable_reason: str | None
+    circuit: Literal["closed", "open", "half_open"] | None = Field(
+        description="Circuit-breaker state of an upstream generator; null for offline ones"
+    )
+
+
+ERRORS = {401: Problem, 403: Problem, 404: Problem, 422: Problem, 429: Problem}
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _batch_body(batch) -> dict[str, Any]:
+    jobs = selectors.jobs_for_batch(batch_id=batch.id)
+    summary = selectors.batch_summary(jobs)
+    artifacts = selectors.artifacts_by_job(job_ids=[job.id for job in jobs])
+    user_id = batch.owner_id
+    return presenters.v2_batch(
+        batch,
+        summary,
+        jobs=[presenters.v2_job(job, artifacts.get(job.id, []), user_id=user_id) for job in jobs],
+        user_id=user_id,
+    )
+
+
+def _owned_batch(request: HttpRequest, batch_id: UUID):
+    batch = upload_selectors.batch_get_for_owner(batch_id=batch_id, owner=request.owner)
+    if batch is None:
+        raise NotFound("No such batch.", error_code="NOT_FOUND")
+    return batch
+
+
+def _owned_job(request: HttpRequest, job_id: UUID):
+    job = selectors.job_get_for_owner(job_id=job_id, owner=request.owner)
+    if job is None:
+        raise NotFound("No such job.", error_code="NOT_FOUND")
+    return job
+
+
+def _params(raw: str | None) -> dict[str, Any]:
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise services.ParamsInvalid(
+            "params must be a JSON object.",
+            details={
+                "validation_errors": [
+                    {"field": "params", "message": "must be a JSON object", "type": "type_error"}
+                ]
+            },
+        )
+    return value
+
+
+def _request_hash(files: list[UploadedFile], generator: str | None, params: dict) -> str:
+    """What makes two creates the same request: the files' names and bytes, generator, params."""
+    digest = hashlib.sha256()
+    digest.update(json.dumps([generator or "", params], sort_keys=True).encode())
+    for upload in files:
+        digest.update(b"\0file\0" + (upload.name or "").encode())
+        for chunk in upload.chunks():
+            digest.update(chunk)
+        upload.seek(0)
+    return digest.hexdigest()
+
+
+def _prefer_wait(request: HttpRequest) -> int | None:
+    match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
+    if not match:
+        return None
+    return max(1, min(int(match.group(1)), MAX_WAIT_SECONDS))
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> HttpResponse:
+    from django.core.serializers.json import DjangoJSONEncoder
+
+    response = JsonResponse(body, status=status, encoder=DjangoJSONEncoder, safe=False)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    return response
+
+
+def _create(request: HttpRequest, files, generator: str | None, params: dict) -> dict[str, Any]:
+    batch, _ = services.batch_submit(
+        owner=request.owner,
+        api_key=request.api_key,
+        files=[IncomingFile(name=upload.name or "", stream=upload) for upload in files],
+        generator_id=generator,
+        params=params,
+    )
+    return json.loads(_json(201, _batch_body(batch)).content)
+
+
+async def _claim(request: HttpRequest, key: str, request_hash: str):
+    """Claim the key, waiting a little while an identical first request is still running."""
+    deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
+    while True:
+        record, first = await sync_to_async(services.idempotency_claim)(
+            owner=request.owner, key=key, request_hash=request_hash
+        )
+        if record is not None:
+            return record, first
+        if time.monotonic() > deadline:
+            raise services.IdempotencyKeyInUse(
+                "A request with this Idempotency-Key is still being processed; try again.",
+                headers={"Retry-After": "1"},
+            )
+        await asyncio.sleep(0.1)
+
+
+async def _wait_until_finished(batch_id, seconds: int) -> None:
+    """Return once the batch has finished, or after ``seconds``; polls without holding a thread."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        jobs = await sync_to_async(selectors.jobs_for_batch)(batch_id=batch_id)
+        if selectors.batch_summary(jobs).finished:
+            return
+        await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+
+
+# --- batches -------------------------------------------------------------------------------------
+
+
+@batches_router.post(
+    "",
+    auth=generate_auth,
+    response={201: BatchOut, 400: Problem, 409: Problem, 413: Problem, 503: Problem, **ERRORS},
+    summary="Create a batch: upload images and start one job per image",
+    openapi_extra={
+        "parameters": [
+            {
+                "name": "Idempotency-Key",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string", "maxLength": 255},
+                "description": "The same key and request within 24 hours answer the first "
+                "response again and create nothing; a different request is 409.",
+            },
+            {
+                "name": "Prefer",
+                "in": "header",
+                "required": False,
+                "schema": {"type": "string"},
+                "description": "wait=N (1 to 60): answer when the batch has finished or after "
+                "N seconds.",
+            },
+        ]
+    },
+)
+async def batch_create(
+    request: HttpRequest,
+    files: File[list[UploadedFile]],
+    generator: Form[str | None] = None,
+    params: Form[str | None] = None,
+):
+    cleaned = _params(params)
+    wait = _prefer_wait(request)
+    key = request.headers.get("Idempotency-Key")
+    record = None
+    if key is not None:
+        if not key.strip() or len(key) > 255:
+            raise InvalidInput(
+                "Idempotency-Key must be 1 to 255 characters.", error_code="INVALID_HEADER"
+            )
+        request_hash = await sync_to_async(_request_hash)(files, generator, cleaned)
+        record, first = await _claim(request, key, request_hash)
+        if not first:
+            return _json(
+                record.response_status,
+                record.response_body,
+                {
+                    "Idempotent-Replayed": "true",
+                    "Location": f"/api/v2/batches/{record.response_body['id']}",
+                },
+            )
+    try:
+        body = await sync_to_async(_create)(request, files, generator, cleaned)
+    except BaseException:
+        if record is not None:
+            await sync_to_async(services.idempotency_abandon)(record=record)
+        raise
+    if record is not None:
+        await sync_to_async(services.idempotency_finish)(record=record, status=201, body=body)
+    headers = {"Location": f"/api/v2/batches/{body['id']}"}
+    if wait:
+        await _wait_until_finished(body["id"], wait)
+        batch = await sync_to_async(_owned_batch)(request, UUID(body["id"]))
+        body = await sync_to_async(_batch_body)(batch)
+        headers["Preference-Applied"] = f"wait={wait}"
+    return _json(201, body, headers)
+
+
+@batches_router.get(
+    "",
+    auth=read_auth,
+    response={200: BatchPage, 400: Problem, **ERRORS},
+    summary="List batches, newest first",
+)
+def batch_list(request: HttpRequest, filters: Query[BatchFilters]):
+    batches = selectors.batches_for_owner(
+        owner=request.owner,
+        status=filters.status,
+        generator=filters.generator,
+        created_after=filters.created_after,
+        created_before=filters.created_before,
+    )
+    rows, next_cursor = cursor_page(batches, cursor=filters.cursor, limit=filters.limit)
+    return {
+        "items": [
+            presenters.v2_batch(b, presenters.summary_from_counts(b), user_id=request.owner.pk)
+            for b in rows
+        ],
+        "next_cursor": next_cursor,
+    }
+
+
+@batches_router.get(
+    "/{batch_id}",
+    auth=read_auth,
+    response={200: BatchOut, **ERRORS},
+    summary="A batch with its jobs",
+)
+def batch_get(request: HttpRequest, batch_id: UUID):
+    return _batch_body(_owned_batch(request, batch_id))
+
+
+@batches_router.post(
+    "/{batch_id}/cancel",
+    auth=write_auth,
+    response={200: BatchOut, **ERRORS},
+    summary="Cancel the batch's unfinished jobs",
+)
+def batch_cancel(request: HttpRequest, batch_id: UUID):
+    batch = _owned_batch(request, batch_id)
+    services.batch_cancel(batch_id=batch.id)
+    return _batch_body(batch)
+
+
+@batches_router.post(
+    "/{batch_id}/retry",
+    auth=write_auth,
+    response={200: BatchOut, **ERRORS},
+    summary="Run the batch's failed and canceled jobs again",
+)
+def batch_retry(request: HttpRequest, batch_id: UUID):
+    batch = _owned_batch(request, batch_id)
+    services.batch_retry_failed(batch_id=batch.id)
+    return _batch_body(batch)
+
+
+@batches_router.delete(
+    "/{batch_id}",
+    auth=write_auth,
+    response={204: None, 409: Problem, **ERRORS},
+    summary="Delete a finished batch: originals, jobs, events and models",
+)
+def batch_delete(request: HttpRequest, batch_id: UUID):
+    batch = _owned_batch(request, batch_id)
+    services.batch_delete(batch_id=batch.id)
+    return Status(204, None)
+
+
+# --- jobs ----------------------------------------------------------------------------------------
+
+
+@jobs_router.get(
+    "",
+    auth=read_auth,
+    response={200: JobPage, 400: Problem, **ERRORS},
+    summary="List jobs, newest first",
+)
+def job_list(request: HttpRequest, filters: Query[JobFilters]):
+    jobs = selectors.jobs_for_owner(
+        owner=request.owner,
+        status=filters.status,
+        generator=filters.generator,
+        batch_id=filters.batch_id,
+        created_after=filters.created_after,
+        created_before=filters.created_before,
+    )
+    rows, next_cursor = cursor_page(jobs, cursor=filters.cursor, limit=filters.limit)
+    items = [presenters.v2_job(job, user_id=request.owner.pk) for job in rows]
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@jobs_router.get(
+    "/{job_id}", auth=read_auth, response={200: JobOut, **ERRORS}, summary="A job with its outputs"
+)
+def job_get(request: HttpRequest, job_id: UUID):
+    return presenters.v2_job(_owned_job(request, job_id), user_id=request.owner.pk)
+
+
+@jobs_router.post(
+    "/{job_id}/cancel",
+    auth=write_auth,
+    response={200: JobOut, 409: Problem, **ERRORS},
+    summary="Cancel a queued or running job",
+)
+def job_cancel(request: HttpRequest, job_id: UUID):
+    job = _owned_job(request, job_id)
+    if job.is_terminal:
+        raise services.NotCancelable(f"The job has already {job.status}.")
+    services.job_cancel(job=job)
+    return presenters.v2_job(_owned_job(request, job_id), user_id=request.owner.pk)
+
+
+@jobs_router.post(
+    "/{job_id}/retry",
+    auth=write_auth,
+    response={200: JobOut, 409: Problem, **ERRORS},
+    summary="Run a failed or canceled job again",
+)
+def job_retry(request: HttpRequest, job_id: UUID):
+    job = _owned_job(request, job_id)
+    if services.job_retry(job=job) is None:
+        raise services.NotRetryable(
+            f"Only a failed or canceled job can be retried; it is {job.status}."
+        )
+    return presenters.v2_job(_owned_job(request, job_id), user_id=request.owner.pk)
+
+
+@jobs_router.delete(
+    "/{job_id}",
+    auth=write_auth,
+    response={204: None, 409: Problem, **ERRORS},
+    summary="Delete a finished job: its record, events and models",
+)
+def job_delete(request: HttpRequest, job_id: UUID):
+    services.job_delete(job=_owned_job(request, job_id))
+    return Status(204, None)
+
+
+# --- generators ----------------------------------------------------------------------------------
+
+
+@generators_router.get(
+    "",
+    auth=read_auth,
+    response={200: list[GeneratorOut], **ERRORS},
+    summary="Generators: declarations, availability, circuit state",
+)
+def generator_list(request: HttpRequest):
+    default = generator_default_id()
+    return [
+        {
+            "id": info["id"],
+            "name": info["name"],
+            "description": info["description"],
+            "default": info["id"] == default,
+            "formats": info["supported_formats"],
+            "params": info["parameters"],
+            "available": info["available"],
+            "unavailable_reason": info["unavailable_reason"],
+            "circuit": info["circuit_state"],
+        }
+        for info in (generator.describe() for generator in generators_all())
+    ]
