@@ -99,6 +99,8 @@ def install_problem_handlers(api: NinjaAPI) -> None:
         if isinstance(exc, Forbidden):
             return reply(request, 403, exc.message, code="FORBIDDEN")
         errors = exc.details.get("validation_errors") if exc.details else None
+        if errors:  # v1 names fields "params -> face_limit"; v2 says "params.face_limit"
+            errors = [{**error, "field": error["field"].replace(" -> ", ".")} for error in errors]
         return reply(
             request,
             exc.status_code,
