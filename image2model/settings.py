@@ -367,6 +367,11 @@ RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATE_LIMIT_UPLOADS = env.str("RATE_LIMIT_UPLOADS", default="60/m")
 RATE_LIMIT_READS = env.str("RATE_LIMIT_READS", default="600/m")
 RATE_LIMIT_ANONYMOUS = env.str("RATE_LIMIT_ANONYMOUS", default="120/m")
+# Sign-in attempts (pages and admin): per client IP, and per user name from anywhere.
+RATE_LIMIT_LOGIN_IP = env.str("RATE_LIMIT_LOGIN_IP", default="20/m")
+RATE_LIMIT_LOGIN_USER = env.str("RATE_LIMIT_LOGIN_USER", default="10/10m")
+# Working (not revoked, not expired) API keys one user may hold.
+API_KEYS_PER_USER = env.int("API_KEYS_PER_USER", default=20)
 # Anonymous limits count per client address: REMOTE_ADDR, or this META key when a proxy you
 # run sets it (e.g. HTTP_X_REAL_IP). Note daphne --proxy-headers already puts the first
 # X-Forwarded-For address in REMOTE_ADDR; only use that behind a proxy that overwrites it.

@@ -55,7 +55,7 @@ def rotate_keys(modeladmin, request, queryset):
     for api_key in queryset:
         try:
             created.append(services.api_key_rotate(api_key=api_key, grace=timedelta(hours=24)))
-        except ValueError:  # already revoked
+        except ValueError:  # revoked, or rotated already (its successor is the one to rotate)
             continue
     return _secrets_page(request, modeladmin, created, "New keys (shown once)")
 
@@ -104,6 +104,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
             scopes=data["scopes"],
             expires_at=data["expires_at"],
             rate_limit_per_minute=data["rate_limit_per_minute"],
+            enforce_limit=False,  # staff decide
         )
         form.instance = obj = api_key
         request._new_api_key = (api_key, secret)

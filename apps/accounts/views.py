@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import secrets
+from functools import wraps
 
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import LoginView
 from django.core.cache import cache
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
@@ -33,11 +35,14 @@ def keys_page(request: HttpRequest) -> HttpResponse:
     secret = None
     if request.method == "POST" and form.is_valid():
         if cache.add(f"key-form:{request.user.pk}:{form.cleaned_data['once']}", 1, timeout=86400):
-            _, secret = services.api_key_create(
-                owner=request.user,
-                name=form.cleaned_data["name"],
-                scopes=form.cleaned_data["scopes"],
-            )
+            try:
+                _, secret = services.api_key_create(
+                    owner=request.user,
+                    name=form.cleaned_data["name"],
+                    scopes=form.cleaned_data["scopes"],
+                )
+            except services.KeyLimitReached as refused:
+                messages.error(request, refused.message)
         else:
             messages.info(request, "That key was already created; its secret was shown once.")
         form = KeyForm(initial={"once": secrets.token_urlsafe(16)})
@@ -59,3 +64,24 @@ def key_revoke(request: HttpRequest, prefix: str) -> HttpResponse:
     services.api_key_revoke(api_key=api_key)
     messages.info(request, f"Revoked the key {api_key.name} ({api_key.prefix}).")
     return redirect("accounts:keys")
+
+
+def login_throttled(view):
+    """Refuse sign-in attempts past the limits (429) before the password is even checked."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if services.login_attempt_limited(request):
+            return login_refused(request)
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def login_refused(request: HttpRequest) -> HttpResponse:
+    response = render(request, "registration/login_throttled.html", status=429)
+    response["Retry-After"] = "60"
+    return response
+
+
+login = login_throttled(LoginView.as_view())

@@ -13,6 +13,7 @@ from django.template.response import TemplateResponse
 from django.urls import path
 from django.utils import timezone
 
+from apps.accounts import services as account_services
 from apps.console.dashboard import dashboard_context
 from apps.jobs import services as job_services
 from apps.logs import services as log_services
@@ -30,6 +31,14 @@ class ConsoleAdminSite(admin.AdminSite):
             path("console/logs/", self.admin_view(self.logs_view), name="console_logs"),
             *super().get_urls(),
         ]
+
+    def login(self, request: HttpRequest, extra_context=None):
+        # The same sign-in limits as the pages' sign-in form.
+        if account_services.login_attempt_limited(request):
+            response = TemplateResponse(request, "registration/login_throttled.html", status=429)
+            response["Retry-After"] = "60"
+            return response
+        return super().login(request, extra_context)
 
     def index(self, request: HttpRequest, extra_context=None):
         return super().index(request, {**(extra_context or {}), **dashboard_context()})

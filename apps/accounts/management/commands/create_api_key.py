@@ -42,7 +42,11 @@ class Command(BaseCommand):
             raise CommandError("--expires-in-days must be a positive number of days.")
         expires_at = timezone.now() + timedelta(days=days) if days else None
         api_key, secret = api_key_create(
-            owner=user, name=options["name"], scopes=scopes, expires_at=expires_at
+            owner=user,
+            name=options["name"],
+            scopes=scopes,
+            expires_at=expires_at,
+            enforce_limit=False,  # an operator's command
         )
         self.stderr.write(f"Created key {api_key.prefix} for {user.username}. It is shown once:")
         self.stdout.write(secret)
