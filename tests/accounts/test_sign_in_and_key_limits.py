@@ -76,7 +76,7 @@ def test_a_user_holds_at_most_the_allowed_number_of_working_keys(settings, alice
     refused = client.post(
         "/account/keys/", {"once": once, "name": "three", "scopes": ["read"]}
     ).content.decode()
-    assert "the most allowed (2)" in refused, refused[refused.find("<main"):][:1500]
+    assert "the most allowed (2)" in refused
     assert "new-secret" not in refused
     assert ApiKey.objects.filter(owner=alice).count() == 2
     # Revoked keys do not count; operators and rotations are not limited.
