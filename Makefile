@@ -18,7 +18,7 @@ BENCH_DATABASE_URL ?= postgres://postgres@localhost:5432/image2model_bench
 BENCH_REDIS_URL ?= redis://localhost:6379/0
 BENCH_ENV := DATABASE_URL=$(BENCH_DATABASE_URL) REDIS_URL=$(BENCH_REDIS_URL)
 
-.PHONY: run test lint fmt install install-dev bench clean help vendor screenshots
+.PHONY: run test lint fmt install install-dev bench clean help vendor screenshots openapi
 
 help:
 	@echo "make run    set up and serve on http://$(HOST):$(PORT)/ (SQLite, in-process workers)"
@@ -26,6 +26,7 @@ help:
 	@echo "make lint   ruff and the import-linter contracts"
 	@echo "make fmt    format the code"
 	@echo "make bench  benchmarks against real processes (bench/README.md)"
+	@echo "make openapi  write the committed OpenAPI documents (openapi/, see its CHANGES.md)"
 
 $(VENV)/.runtime-installed: requirements.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,6 +59,11 @@ lint: $(VENV)/.dev-installed
 fmt: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+# The committed OpenAPI documents, made by the code. No services needed: the script runs Django
+# in embedded mode with its data in a temporary folder, whatever the environment says.
+openapi: $(VENV)/.runtime-installed
+	$(PY) scripts/openapi.py export
 
 bench: $(VENV)/.dev-installed
 	$(BENCH_ENV) $(PY) bench/run.py $(BENCH_ARGS)

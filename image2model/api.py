@@ -5,7 +5,7 @@ from __future__ import annotations
 from ninja import NinjaAPI
 
 from apps.core.api_errors import install_v1_error_handlers
-from apps.core.problems import install_problem_handlers
+from apps.core.problems import ProblemDetailsAPI, install_problem_handlers
 
 api_v1 = NinjaAPI(
     title="image2model API",
@@ -20,7 +20,7 @@ api_v1.add_router("/status/", "apps.jobs.api.status_router")
 api_v1.add_router("/models/", "apps.jobs.api.models_router")
 api_v1.add_router("/download/", "apps.downloads.api.router")
 
-api_v2 = NinjaAPI(
+api_v2 = ProblemDetailsAPI(
     title="image2model API",
     version="2",
     description=(

@@ -7,6 +7,7 @@ import logging
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import Http404, HttpRequest
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -74,6 +75,10 @@ def install_v1_error_handlers(api: NinjaAPI) -> None:
         if isinstance(exc, RequestDataTooBig):
             return reply(request, 413, "Request body is too large")
         return reply(request, 400, "Bad request")
+
+    @api.exception_handler(MultiPartParserError)
+    def malformed_body(request, exc):
+        return reply(request, 400, f"The multipart body could not be read: {exc}")
 
     @api.exception_handler(Exception)
     def unexpected(request, exc):

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFilesSent
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.multipartparser import MultiPartParserError
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
@@ -81,6 +82,24 @@ def problem_response(request: HttpRequest, status: int, detail: str, **kwargs) -
         **kwargs,
     )
     return JsonResponse(body, status=status, content_type=CONTENT_TYPE)
+
+
+class ProblemDetailsAPI(NinjaAPI):
+    """A NinjaAPI whose OpenAPI document says what its errors are: ``application/problem+json``.
+
+    django-ninja documents every response as ``application/json``; the error responses of this
+    API are problem details, so their content type is rewritten in the generated document.
+    """
+
+    def get_openapi_schema(self, *, path_prefix=None, path_params=None):
+        schema = super().get_openapi_schema(path_prefix=path_prefix, path_params=path_params)
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                for status, response in operation.get("responses", {}).items():
+                    content = response.get("content", {})
+                    if str(status)[:1] in "45" and "application/json" in content:
+                        response["content"] = {CONTENT_TYPE: content["application/json"]}
+        return schema
 
 
 def install_problem_handlers(api: NinjaAPI) -> None:
@@ -164,6 +183,12 @@ def install_problem_handlers(api: NinjaAPI) -> None:
         if isinstance(exc, ServiceError):  # upload refusals raised while parsing the body
             return service_error(request, exc)
         return reply(request, 400, "Bad request.")
+
+    @api.exception_handler(MultiPartParserError)
+    def malformed_body(request, exc):
+        return reply(
+            request, 400, f"The multipart body could not be read: {exc}", code="MALFORMED_BODY"
+        )
 
     @api.exception_handler(Exception)
     def unexpected(request, exc):

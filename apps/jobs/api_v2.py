@@ -11,13 +11,14 @@ import hashlib
 import json
 import re
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
+from pydantic import field_validator
 
 from apps.accounts.auth import ApiKeyOrSession
 from apps.core.cursors import cursor_page
@@ -138,12 +139,35 @@ class JobPage(Schema):
     next_cursor: str | None
 
 
+def _iso_datetime(value: Any) -> Any:
+    """ISO 8601 only (pydantic would also read a bare number as a Unix time), and in UTC: an
+    offset PostgreSQL cannot store (beyond ±15:59) is then no longer a problem."""
+    if isinstance(value, str) and _NUMBER.fullmatch(value.strip()):
+        raise ValueError("must be an ISO 8601 date-time, like 2026-11-25T18:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+_NUMBER = re.compile(r"[-+]?\d+(\.\d*)?([eE][-+]?\d+)?")
+GENERATOR_ID = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
 class ListFilters(Schema):
     limit: int = Field(20, ge=1, le=100)
-    cursor: str | None = None
-    generator: str | None = None
-    created_after: datetime | None = None
-    created_before: datetime | None = None
+    cursor: str | None = Field(None, max_length=500)
+    generator: str | None = Field(None, pattern=GENERATOR_ID)
+    created_after: datetime | None = Field(None, description="ISO 8601; newer than this")
+    created_before: datetime | None = Field(None, description="ISO 8601; older than this")
+
+    _iso = field_validator("created_after", "created_before", mode="before")(_iso_datetime)
+    _utc = field_validator("created_after", "created_before", mode="after")(_in_utc)
 
 
 class BatchFilters(ListFilters):
@@ -337,9 +361,10 @@ async def batch_create(
     key = request.headers.get("Idempotency-Key")
     record = None
     if key is not None:
-        if not key.strip() or len(key) > 255:
+        if not key.strip() or len(key) > 255 or any(ord(c) < 32 or ord(c) == 127 for c in key):
             raise InvalidInput(
-                "Idempotency-Key must be 1 to 255 characters.", error_code="INVALID_HEADER"
+                "Idempotency-Key must be 1 to 255 printable characters.",
+                problem_code="INVALID_HEADER",
             )
         request_hash = await sync_to_async(_request_hash)(files, generator, cleaned)
         record, first = await _claim(request, key, request_hash)

@@ -374,3 +374,29 @@ def test_v2_event_streams_and_their_errors(live, alice_key, bob_key):
         timeout=10,
     )
     assert other.status_code == 404 and other.json()["code"] == "NOT_FOUND"
+
+
+def test_malformed_requests_are_refused_not_failed(alice_api, media_root):
+    """Cases the contract fuzzer found answering 500."""
+    no_boundary = alice_api.post("/api/v2/batches", b"abc", content_type="multipart/form-data")
+    assert_problem(no_boundary, 400, "MALFORMED_BODY")
+    v1 = alice_api.post("/api/v1/upload/", b"abc", content_type="multipart/form-data")
+    assert v1.status_code == 400 and v1.json()["error"] is True
+    for path in ("/api/v2/jobs", "/api/v2/batches"):
+        nul = alice_api.get(path, {"generator": "a\x00b"})
+        assert_problem(nul, 422, "VALIDATION_ERROR")
+        number = alice_api.get(path, {"created_before": "0.5"})
+        assert_problem(number, 422, "VALIDATION_ERROR")
+        # An offset PostgreSQL cannot store is read in UTC.
+        far = alice_api.get(path, {"created_after": "2026-04-15T19:19:08+16:57"})
+        assert far.status_code == 200 and far.json()["items"] == []
+    odd = create(alice_api, "chelsea.png", params='{"face_limit": 5000, "x\\u0000": "\\u0000"}')
+    assert odd.status_code in (400, 422) and odd["Content-Type"] == PROBLEM
+    assert Batch.objects.count() == 0
+
+
+def test_the_openapi_document_says_errors_are_problem_details():
+    schema = Client().get("/api/v2/openapi.json").json()
+    responses = schema["paths"]["/api/v2/jobs/{job_id}"]["get"]["responses"]
+    assert set(responses["404"]["content"]) == {"application/problem+json"}
+    assert set(responses["200"]["content"]) == {"application/json"}
