@@ -6,7 +6,6 @@ and ``Prefer: wait=N``; lists are newest first with signed cursors.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import re
@@ -15,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 from uuid import UUID
 
-from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from ninja import Field, File, Form, Query, Router, Schema, Status, UploadedFile
 from pydantic import field_validator
@@ -53,6 +52,7 @@ class ProblemField(Schema):
     field: str
     message: str
     type: str
+    in_: str | None = Field(None, alias="in", description="body, query, path, header or form")
 
 
 class Problem(Schema):
@@ -267,6 +267,12 @@ def _request_hash(files: list[UploadedFile], generator: str | None, params: dict
     return digest.hexdigest()
 
 
+def _scope(name: str, filters: ListFilters) -> str:
+    """The list and its filters (not the page size), which a cursor is bound to."""
+    values = filters.dict(exclude={"cursor", "limit"})
+    return name + "?" + json.dumps(values, sort_keys=True, default=str)
+
+
 def _prefer_wait(request: HttpRequest) -> int | None:
     match = _PREFER_WAIT.search(request.headers.get("Prefer", ""))
     if not match:
@@ -283,22 +289,28 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Http
     return response
 
 
-def _create(request: HttpRequest, files, generator: str | None, params: dict) -> dict[str, Any]:
-    batch, _ = services.batch_submit(
-        owner=request.owner,
-        api_key=request.api_key,
-        files=[IncomingFile(name=upload.name or "", stream=upload) for upload in files],
-        generator_id=generator,
-        params=params,
-    )
-    return json.loads(_json(201, _batch_body(batch)).content)
+def _create(request: HttpRequest, files, generator: str | None, params: dict, record=None):
+    """Create the batch; with an idempotency record, store its answer in the same transaction,
+    so a batch never exists without its answer (a crash before the commit leaves neither)."""
+    with transaction.atomic():
+        batch, _ = services.batch_submit(
+            owner=request.owner,
+            api_key=request.api_key,
+            files=[IncomingFile(name=upload.name or "", stream=upload) for upload in files],
+            generator_id=generator,
+            params=params,
+        )
+        body = json.loads(_json(201, _batch_body(batch)).content)
+        if record is not None:
+            services.idempotency_finish(record=record, status=201, body=body)
+    return body
 
 
-async def _claim(request: HttpRequest, key: str, request_hash: str):
+def _claim(request: HttpRequest, key: str, request_hash: str):
     """Claim the key, waiting a little while an identical first request is still running."""
     deadline = time.monotonic() + IDEMPOTENCY_WAIT_SECONDS
     while True:
-        record, first = await sync_to_async(services.idempotency_claim)(
+        record, first = services.idempotency_claim(
             owner=request.owner, key=key, request_hash=request_hash
         )
         if record is not None:
@@ -308,17 +320,20 @@ async def _claim(request: HttpRequest, key: str, request_hash: str):
                 "A request with this Idempotency-Key is still being processed; try again.",
                 headers={"Retry-After": "1"},
             )
-        await asyncio.sleep(0.1)
+        time.sleep(0.1)
 
 
-async def _wait_until_finished(batch_id, seconds: int) -> None:
-    """Return once the batch has finished, or after ``seconds``; polls without holding a thread."""
+def _wait_until_finished(batch_id, seconds: int) -> None:
+    """Return once the batch has finished, or after ``seconds``.
+
+    The request's own thread waits (Django gives each ASGI request its own thread for sync
+    code), polling the batch's job statuses twice a second.
+    """
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        jobs = await sync_to_async(selectors.jobs_for_batch)(batch_id=batch_id)
-        if selectors.batch_summary(jobs).finished:
+        if selectors.batch_finished(batch_id=batch_id):
             return
-        await asyncio.sleep(min(0.25, max(0.0, deadline - time.monotonic())))
+        time.sleep(min(0.5, max(0.0, deadline - time.monotonic())))
 
 
 # --- batches -------------------------------------------------------------------------------------
@@ -327,7 +342,7 @@ async def _wait_until_finished(batch_id, seconds: int) -> None:
 @batches_router.post(
     "",
     auth=generate_auth,
-    response={201: BatchOut, 400: Problem, 409: Problem, 413: Problem, 503: Problem, **ERRORS},
+    response={201: BatchOut, 400: Problem, 409: Problem, 413: Problem, **ERRORS},
     summary="Create a batch: upload images and start one job per image",
     openapi_extra={
         "parameters": [
@@ -350,7 +365,7 @@ async def _wait_until_finished(batch_id, seconds: int) -> None:
         ]
     },
 )
-async def batch_create(
+def batch_create(
     request: HttpRequest,
     files: File[list[UploadedFile]],
     generator: Form[str | None] = None,
@@ -366,30 +381,27 @@ async def batch_create(
                 "Idempotency-Key must be 1 to 255 printable characters.",
                 problem_code="INVALID_HEADER",
             )
-        request_hash = await sync_to_async(_request_hash)(files, generator, cleaned)
-        record, first = await _claim(request, key, request_hash)
+        # The same request whether or not it names the default generator.
+        request_hash = _request_hash(files, generator or generator_default_id(), cleaned)
+        record, first = _claim(request, key, request_hash)
         if not first:
+            body = record.response_body
             return _json(
                 record.response_status,
-                record.response_body,
-                {
-                    "Idempotent-Replayed": "true",
-                    "Location": f"/api/v2/batches/{record.response_body['id']}",
-                },
+                body,
+                {"Idempotent-Replayed": "true", "Location": f"/api/v2/batches/{body['id']}"},
             )
     try:
-        body = await sync_to_async(_create)(request, files, generator, cleaned)
-    except BaseException:
+        body = _create(request, files, generator, cleaned, record)
+    except Exception:
+        # Nothing was created (the transaction rolled back): the key is free again.
         if record is not None:
-            await sync_to_async(services.idempotency_abandon)(record=record)
+            services.idempotency_abandon(record=record)
         raise
-    if record is not None:
-        await sync_to_async(services.idempotency_finish)(record=record, status=201, body=body)
     headers = {"Location": f"/api/v2/batches/{body['id']}"}
     if wait:
-        await _wait_until_finished(body["id"], wait)
-        batch = await sync_to_async(_owned_batch)(request, UUID(body["id"]))
-        body = await sync_to_async(_batch_body)(batch)
+        _wait_until_finished(body["id"], wait)
+        body = _batch_body(_owned_batch(request, UUID(body["id"])))
         headers["Preference-Applied"] = f"wait={wait}"
     return _json(201, body, headers)
 
@@ -408,7 +420,9 @@ def batch_list(request: HttpRequest, filters: Query[BatchFilters]):
         created_after=filters.created_after,
         created_before=filters.created_before,
     )
-    rows, next_cursor = cursor_page(batches, cursor=filters.cursor, limit=filters.limit)
+    rows, next_cursor = cursor_page(
+        batches, cursor=filters.cursor, limit=filters.limit, scope=_scope("batches", filters)
+    )
     return {
         "items": [
             presenters.v2_batch(b, presenters.summary_from_counts(b), user_id=request.owner.pk)
@@ -482,7 +496,9 @@ def job_list(request: HttpRequest, filters: Query[JobFilters]):
         created_after=filters.created_after,
         created_before=filters.created_before,
     )
-    rows, next_cursor = cursor_page(jobs, cursor=filters.cursor, limit=filters.limit)
+    rows, next_cursor = cursor_page(
+        jobs, cursor=filters.cursor, limit=filters.limit, scope=_scope("jobs", filters)
+    )
     items = [presenters.v2_job(job, user_id=request.owner.pk) for job in rows]
     return {"items": items, "next_cursor": next_cursor}
 
@@ -502,9 +518,8 @@ def job_get(request: HttpRequest, job_id: UUID):
 )
 def job_cancel(request: HttpRequest, job_id: UUID):
     job = _owned_job(request, job_id)
-    if job.is_terminal:
-        raise services.NotCancelable(f"The job has already {job.status}.")
-    services.job_cancel(job=job)
+    if job.is_terminal or services.job_cancel(job=job) is job:  # it ended before the update
+        raise services.NotCancelable("The job has already finished.")
     return presenters.v2_job(_owned_job(request, job_id), user_id=request.owner.pk)
 
 

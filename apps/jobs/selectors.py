@@ -24,6 +24,7 @@ __all__ = [
     "artifact_link_verify",
     "artifacts_by_job",
     "artifacts_for_batch",
+    "batch_finished",
     "batch_summary",
     "batches_for_owner",
     "events_for_batch",
@@ -75,6 +76,13 @@ def jobs_for_batch(*, batch_id) -> list[Job]:
         .select_related("source_image")
         .order_by("source_image__position", "created_at")
     )
+
+
+def batch_finished(*, batch_id) -> bool:
+    """True once no job of the batch is queued or running (one small query)."""
+    return not Job.objects.filter(
+        batch_id=batch_id, status__in=[Job.Status.QUEUED, Job.Status.RUNNING]
+    ).exists()
 
 
 def batch_summary(jobs: list[Job]) -> BatchSummary:
@@ -283,7 +291,7 @@ def batches_for_owner(
                 "partially_completed": finished
                 & Q(n_succeeded__gt=0)
                 & ~Q(n_succeeded=F("n_total")),
-                "canceled": finished & Q(n_canceled=F("n_total"), n_succeeded=0),
+                "canceled": finished & Q(n_canceled=F("n_total"), n_total__gt=0),
                 "failed": finished & Q(n_succeeded=0) & ~Q(n_canceled=F("n_total")),
             }[status]
         )

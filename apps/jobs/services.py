@@ -388,6 +388,9 @@ def batch_delete(*, batch_id) -> None:
 # --- idempotent creates --------------------------------------------------------------------------
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+# Longer than any create takes (upload checks, storing files): a pending record older than this
+# belongs to a request that died.
+IDEMPOTENCY_PENDING_FOR = timedelta(minutes=5)
 
 
 class IdempotencyKeyReused(ServiceError):
@@ -430,6 +433,12 @@ def idempotency_claim(*, owner, key: str, request_hash: str):
             "This Idempotency-Key was used with a different request in the last 24 hours."
         )
     if record.response_status is None:
+        # The answer is stored in the batch's own transaction, so a record still without one
+        # after IDEMPOTENCY_PENDING_FOR has no batch behind it (its request died): reclaim it.
+        if record.created_at < timezone.now() - IDEMPOTENCY_PENDING_FOR:
+            IdempotencyRecord.objects.filter(
+                pk=record.pk, response_status__isnull=True, created_at=record.created_at
+            ).delete()
         return None, False
     return record, False
 

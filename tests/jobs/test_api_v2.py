@@ -400,3 +400,49 @@ def test_the_openapi_document_says_errors_are_problem_details():
     responses = schema["paths"]["/api/v2/jobs/{job_id}"]["get"]["responses"]
     assert set(responses["404"]["content"]) == {"application/problem+json"}
     assert set(responses["200"]["content"]) == {"application/json"}
+
+
+def test_cursors_belong_to_their_list_and_filters(alice_api, media_root):
+    for _ in range(3):
+        create(alice_api, "chelsea.png")
+    cursor = alice_api.get("/api/v2/batches", {"limit": 1}).json()["next_cursor"]
+    assert cursor
+    assert alice_api.get("/api/v2/batches", {"limit": 1, "cursor": cursor}).status_code == 200
+    other_filter = alice_api.get("/api/v2/batches", {"cursor": cursor, "status": "queued"})
+    assert_problem(other_filter, 400, "INVALID_CURSOR")
+    assert_problem(alice_api.get("/api/v2/jobs", {"cursor": cursor}), 400, "INVALID_CURSOR")
+
+
+def test_a_pending_key_whose_request_died_is_reclaimed(alice_api, alice, media_root):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from apps.jobs.api_v2 import _request_hash
+
+    photo = sample("chelsea.png")
+    photo.name = "chelsea.png"
+    # A first request that died after claiming the key, before its batch committed.
+    IdempotencyRecord.objects.create(
+        owner=alice,
+        key="crashed",
+        request_hash=_request_hash([_Upload(photo)], "relief", {}),
+        created_at=timezone.now() - timedelta(minutes=6),
+    )
+    response = create(alice_api, "chelsea.png", headers={"Idempotency-Key": "crashed"})
+    assert response.status_code == 201 and "Idempotent-Replayed" not in response
+    assert Batch.objects.count() == 1
+    assert IdempotencyRecord.objects.get(key="crashed").response_body["id"] == response.json()["id"]
+
+
+class _Upload:
+    """The parts of an UploadedFile that the request hash reads."""
+
+    def __init__(self, stream):
+        self.stream, self.name = stream, stream.name
+
+    def chunks(self):
+        yield self.stream.getvalue()
+
+    def seek(self, position):
+        self.stream.seek(position)
