@@ -28,6 +28,7 @@ __all__ = [
     "IDEMPOTENCY_WINDOW",
     "IdempotencyKeyInUse",
     "IdempotencyKeyReused",
+    "ImagesInUse",
     "NotCancelable",
     "NotFinished",
     "NotRetryable",
@@ -353,6 +354,11 @@ class NotFinished(ServiceError):
     error_code = "JOB_NOT_FINISHED"
 
 
+class ImagesInUse(ServiceError):
+    status_code = 409
+    error_code = "IMAGES_IN_USE"
+
+
 class NotCancelable(ServiceError):
     status_code = 409
     error_code = "NOT_CANCELABLE"
@@ -370,9 +376,13 @@ def job_delete(*, job: Job) -> None:
     batch.
     """
     with transaction.atomic():
-        deleted, _ = Job.objects.filter(pk=job.pk, status__in=Job.TERMINAL).delete()
-        if not deleted:
+        # Locked: a retry or cancel waits for the delete, then finds no job.
+        locked = Job.objects.select_for_update().filter(pk=job.pk).first()
+        if locked is None:
+            return
+        if locked.status not in Job.TERMINAL:
             raise NotFinished("The job has not finished; cancel it before deleting it.")
+        locked.delete()
 
 
 def batch_delete(*, batch_id) -> None:
@@ -382,6 +392,19 @@ def batch_delete(*, batch_id) -> None:
         jobs = list(Job.objects.select_for_update().filter(batch_id=batch_id))
         if any(job.status not in Job.TERMINAL for job in jobs):
             raise NotFinished("The batch has unfinished jobs; cancel them before deleting it.")
+        # A v1 models/generate job in another batch may use an image of this one: deleting the
+        # image would take that job (and its models) with it.
+        borrowers = (
+            Job.objects.filter(source_image__batch_id=batch_id)
+            .exclude(batch_id=batch_id)
+            .values_list("batch_id", flat=True)
+            .distinct()
+        )
+        if borrowers:
+            others = ", ".join(str(other) for other in borrowers[:5])
+            raise ImagesInUse(
+                f"Jobs of other batches use this batch's images ({others}); delete those first."
+            )
         upload_services.batch_delete(batch_id=batch_id)
 
 

@@ -446,3 +446,20 @@ class _Upload:
 
     def seek(self, position):
         self.stream.seek(position)
+
+
+def test_a_batch_whose_images_other_batches_use_is_not_deleted(alice_api, media_root):
+    batch = create(alice_api, "chelsea.png").json()
+    image_id = str(Job.objects.get(batch_id=batch["id"]).source_image_id)
+    # v1 models/generate starts a job, in a batch of its own, on an image of this batch.
+    generated = alice_api.post(
+        "/api/v1/models/generate", {"file_id": image_id}, content_type="application/json"
+    ).json()
+    alice_api.post(f"/api/v2/batches/{batch['id']}/cancel")
+    alice_api.post(f"/api/v2/batches/{generated['batch_id']}/cancel")
+    refused = alice_api.delete(f"/api/v2/batches/{batch['id']}")
+    assert_problem(refused, 409, "IMAGES_IN_USE")
+    assert Job.objects.filter(pk=generated["job_id"]).exists()
+    assert alice_api.delete(f"/api/v2/batches/{generated['batch_id']}").status_code == 204
+    assert alice_api.delete(f"/api/v2/batches/{batch['id']}").status_code == 204
+    assert files(media_root) == set()
