@@ -1,7 +1,8 @@
 """Live streams of job events: SSE (v1 contract) and WebSocket, both fed by the JobEvent log.
 
-Every stream starts from the database and only then listens: a group message is a wake-up to
-read the log again, and a slow poll covers a lost wake-up. Nothing is lost by a dropped push, a
+Every stream starts from the database and only then listens: a group message carries its
+event, which a stream sends at once when it is the very next one, and is otherwise a wake-up to
+read the log again; a slow poll covers a lost wake-up. Nothing is lost by a dropped push, a
 restart or a reconnect (SSE ``Last-Event-ID`` replays exactly what was missed).
 """
 
@@ -166,19 +167,25 @@ class _FeedStream:
         OPEN_STREAMS.labels(self.transport).inc()
         return request
 
-    async def read_feed(self) -> None:
+    async def read_feed(self, message: dict | None = None) -> None:
         async with self.lock:
             if self.finished:
                 return
             if not self.feed.done:
-                for event in await database_sync_to_async(self.feed.load)():
+                # A pushed event that is exactly the next one needs no read of the log: with
+                # thousands of streams on one batch, those reads (one database thread per
+                # process) were what made a broadcast slow. Anything else reads the log.
+                stream_events = self.feed.push(message) if message else None
+                if stream_events is None:
+                    stream_events = await database_sync_to_async(self.feed.load)()
+                for event in stream_events:
                     await self.emit(event)
             if self.feed.done:  # also when a replay found the client had everything
                 self.finished = True
                 await self.finish()
 
-    async def job_event(self, message) -> None:  # group message "job.event": a wake-up
-        await self.read_feed()
+    async def job_event(self, message) -> None:  # group message "job.event"
+        await self.read_feed(message)
 
     async def __call__(self, scope, receive, send):
         # However the instance ends (disconnect, StopConsumer, or the server cancelling it once

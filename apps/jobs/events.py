@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F, Q
@@ -139,15 +140,54 @@ def _in_memory_send(layer, groups: list[str], message: dict) -> bool:
     return True
 
 
-def event_push(event: JobEvent) -> None:
-    """Wake the streams of the event's job and batch. A lost push loses nothing."""
-    message = {
+def event_message(event: JobEvent) -> dict[str, Any]:
+    """The group message of one event. It carries the event itself, so a stream that has read
+    everything before it can send it without reading the log again; any other stream reads the
+    log (the message is still only a wake-up for it)."""
+    return {
         "type": EVENT_MESSAGE_TYPE,
         "job_id": str(event.job_id),
         "batch_id": str(event.batch_id),
         "seq": event.seq,
         "batch_seq": event.batch_seq,
+        "payload": event.payload,
     }
+
+
+class _PushLoop:
+    """One event loop thread per process for the pushes of sync code (workers, requests).
+
+    ``async_to_sync`` made a new event loop for every call, and channels_redis keeps its Redis
+    connections per loop: each push opened (and closed) two new Redis connections. On one
+    long-lived loop the layer's connections are reused.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pid = 0
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked child inherits the loop object but not its thread: start its own.
+            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
+                loop = asyncio.new_event_loop()
+                threading.Thread(
+                    target=loop.run_forever, name="event-push-loop", daemon=True
+                ).start()
+                self._loop, self._pid = loop, os.getpid()
+            return self._loop
+
+    def run(self, coroutine, timeout: float) -> None:
+        asyncio.run_coroutine_threadsafe(coroutine, self.loop()).result(timeout=timeout)
+
+
+_push_loop = _PushLoop()
+
+
+def event_push(event: JobEvent) -> None:
+    """Wake the streams of the event's job and batch. A lost push loses nothing."""
+    message = event_message(event)
     try:
         layer = get_channel_layer()
         if layer is None:
@@ -155,7 +195,11 @@ def event_push(event: JobEvent) -> None:
         groups = [job_group(event.job_id), batch_group(event.batch_id)]
         if _in_memory_send(layer, groups, message):
             return
-        async_to_sync(layer.group_send)(job_group(event.job_id), message)
-        async_to_sync(layer.group_send)(batch_group(event.batch_id), message)
+
+        async def send_all() -> None:
+            for group in groups:
+                await layer.group_send(group, message)
+
+        _push_loop.run(send_all(), timeout=5)
     except Exception:  # a push is a hint: Redis trouble must never fail a job
         logger.warning("could not push event %s of job %s", event.seq, event.job_id, exc_info=True)
