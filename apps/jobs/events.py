@@ -70,7 +70,6 @@ def job_change(
     existing job's row (``job_events_record_created`` locks only jobs not yet committed), so
     concurrent writers of one batch cannot deadlock.
     """
-    batch_id = Job.objects.values_list("batch_id", flat=True).get(pk=job_id)
     with transaction.atomic():
         rows = Job.objects.filter(pk=job_id)
         if only_if is not None:
@@ -80,10 +79,10 @@ def job_change(
             transaction.set_rollback(True)
             return None
         job = Job.objects.select_related("source_image").get(pk=job_id)
-        batch_seq = batch_event_seq_next(batch_id=batch_id)
+        batch_seq = batch_event_seq_next(batch_id=job.batch_id)
         event = JobEvent.objects.create(
             job=job,
-            batch_id=batch_id,
+            batch_id=job.batch_id,
             seq=job.event_seq,
             batch_seq=batch_seq,
             type=event_type,
