@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -34,11 +36,30 @@ from apps.jobs import events, selectors
 from apps.jobs.streams import Feed, StreamEvent
 from apps.uploads import selectors as upload_selectors
 
+logger = logging.getLogger("image2model.jobs")
+
 OPEN_STREAMS = Gauge("image2model_open_streams", "Streams open now", ["transport"])
 INVALID_ID = {
     "batch": "Invalid task ID format. Expected UUID format.",
     "job": "Invalid job ID format. Expected UUID format.",
 }
+
+
+# The streams of a process share the channel layer's Redis pool, and redis-py refuses a call
+# at once when its pool (100 connections) is busy. Thousands of streams that end (or open)
+# together must queue for it instead, or their group calls fail.
+LAYER_CALLS_AT_ONCE = 32
+_layer_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _layer_gate() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gate = _layer_gates.get(loop)
+    if gate is None:
+        gate = _layer_gates[loop] = asyncio.Semaphore(LAYER_CALLS_AT_ONCE)
+    return gate
 
 
 @dataclass
@@ -164,7 +185,8 @@ class _FeedStream:
             await database_sync_to_async(self.feed.replay_until)(*last_id)
         self.lock = asyncio.Lock()
         self.group = group
-        await self.channel_layer.group_add(group, self.channel_name)
+        async with _layer_gate():
+            await self.channel_layer.group_add(group, self.channel_name)
         OPEN_STREAMS.labels(self.transport).inc()
         return request
 
@@ -213,9 +235,13 @@ class _FeedStream:
                 self.ticker.cancel()
             self.ticker = None
         if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            self.group = None
+            group, self.group = self.group, None
             OPEN_STREAMS.labels(self.transport).dec()
+            try:
+                async with _layer_gate():
+                    await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # the stream still ends; the membership expires on its own
+                logger.warning("stream could not leave group %s", group, exc_info=True)
 
     async def emit(self, event: StreamEvent) -> None:
         raise NotImplementedError
