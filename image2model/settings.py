@@ -156,16 +156,34 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
-    # Django advises against persistent connections under ASGI (each request may run in a
-    # different thread). Raise it for worker-only processes if connection setup shows up.
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    # Django advises against persistent connections under ASGI: every request runs in a thread
+    # of its own (asgiref's ThreadSensitiveContext), so a thread-local connection is never
+    # reused. A process-wide psycopg pool is reused by every thread instead: "closing" a
+    # connection hands it back (decision 0015). The pool and CONN_MAX_AGE > 0 exclude each other.
+    DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
+    DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
+    if DATABASE_POOL and DATABASE_CONN_MAX_AGE:
+        raise ImproperlyConfigured(
+            "DATABASE_CONN_MAX_AGE must be 0 while DATABASE_POOL is on (the pool keeps the "
+            "connections); set DATABASE_POOL=false to use persistent connections instead."
+        )
+    DATABASES["default"]["CONN_MAX_AGE"] = DATABASE_CONN_MAX_AGE
+    # With the pool, the pool checks each connection as it hands it out (one empty query).
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    if DATABASE_POOL:
+        DATABASES["default"]["OPTIONS"]["pool"] = {
+            "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
+            "max_size": env.int("DATABASE_POOL_MAX_SIZE", default=20),
+            # Waiting longer than this for a connection fails that query. Short, because with
+            # the database down every query waits this long before it fails.
+            "timeout": env.float("DATABASE_POOL_TIMEOUT", default=1.0),
+        }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if SERVICES_MODE:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "apps.core.cache.SharedPoolRedisCache",
             "LOCATION": CACHE_REDIS_URL,
             "KEY_PREFIX": f"{REDIS_PREFIX}:cache",
             "OPTIONS": {

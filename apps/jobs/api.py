@@ -148,7 +148,7 @@ def _batch_for(request: HttpRequest, task_id: str):
 def task_status(request: HttpRequest, task_id: str):
     batch = _batch_for(request, task_id)
     jobs = selectors.jobs_for_batch(batch_id=batch.id)
-    models = {a.job_id: a for a in selectors.artifacts_for_batch(batch_id=batch.id, kind="model")}
+    models = selectors.model_artifacts_by_job(batch_id=batch.id)
     return v1_batch_status_body(batch, jobs, selectors.batch_summary(jobs), models)
 
 

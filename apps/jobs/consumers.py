@@ -1,7 +1,8 @@
 """Live streams of job events: SSE (v1 contract) and WebSocket, both fed by the JobEvent log.
 
-Every stream starts from the database and only then listens: a group message is a wake-up to
-read the log again, and a slow poll covers a lost wake-up. Nothing is lost by a dropped push, a
+Every stream starts from the database and only then listens: a group message carries its
+event, which a stream sends at once when it is the very next one, and is otherwise a wake-up to
+read the log again; a slow poll covers a lost wake-up. Nothing is lost by a dropped push, a
 restart or a reconnect (SSE ``Last-Event-ID`` replays exactly what was missed).
 """
 
@@ -9,12 +10,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
+import weakref
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
+from channels.consumer import get_handler_name
 from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.http import AsyncHttpConsumer
@@ -40,12 +44,32 @@ from apps.jobs import events, selectors
 from apps.jobs.streams import Feed, StreamEvent
 from apps.uploads import selectors as upload_selectors
 
+logger = logging.getLogger("image2model.jobs")
+
+V1_HEADERS = [(b"X-API-Version", b"1"), (b"Link", b'</api/v2/docs>; rel="successor-version"')]
 V2_HEADERS = [(b"X-API-Version", b"2")]
 OPEN_STREAMS = Gauge("image2model_open_streams", "Streams open now", ["transport"])
 INVALID_ID = {
     "batch": "Invalid task ID format. Expected UUID format.",
     "job": "Invalid job ID format. Expected UUID format.",
 }
+
+
+# The streams of a process share the channel layer's Redis pool, and redis-py refuses a call
+# at once when its pool (100 connections) is busy. Thousands of streams that end (or open)
+# together must queue for it instead, or their group calls fail.
+LAYER_CALLS_AT_ONCE = 32
+_layer_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _layer_gate() -> asyncio.Semaphore:
+    loop = asyncio.get_running_loop()
+    gate = _layer_gates.get(loop)
+    if gate is None:
+        gate = _layer_gates[loop] = asyncio.Semaphore(LAYER_CALLS_AT_ONCE)
+    return gate
 
 
 @dataclass
@@ -171,23 +195,41 @@ class _FeedStream:
             await database_sync_to_async(self.feed.replay_until)(*last_id)
         self.lock = asyncio.Lock()
         self.group = group
-        await self.channel_layer.group_add(group, self.channel_name)
+        async with _layer_gate():
+            await self.channel_layer.group_add(group, self.channel_name)
         OPEN_STREAMS.labels(self.transport).inc()
         return request
 
-    async def read_feed(self) -> None:
+    async def read_feed(self, message: dict | None = None) -> None:
         async with self.lock:
             if self.finished:
                 return
             if not self.feed.done:
-                for event in await database_sync_to_async(self.feed.load)():
+                # A pushed event that is exactly the next one needs no read of the log: with
+                # thousands of streams on one batch, those reads (one database thread per
+                # process) were what made a broadcast slow. Anything else reads the log.
+                stream_events = self.feed.push(message) if message else None
+                if stream_events is None:
+                    stream_events = await database_sync_to_async(self.feed.load)()
+                for event in stream_events:
                     await self.emit(event)
             if self.feed.done:  # also when a replay found the client had everything
                 self.finished = True
                 await self.finish()
 
-    async def job_event(self, message) -> None:  # group message "job.event": a wake-up
-        await self.read_feed()
+    async def dispatch(self, message) -> None:
+        # Channels' dispatch first runs close_old_connections() through sync_to_async: a hop
+        # to the process's one sync thread for every message of every stream. With thousands
+        # of streams that hop was most of a broadcast (py-spy: aclose_old_connections ~32 %).
+        # These consumers reach the database only through database_sync_to_async, which
+        # closes old connections itself before and after each call, so the hop is skipped.
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            raise ValueError(f"No handler for message type {message['type']}")
+        await handler(message)
+
+    async def job_event(self, message) -> None:  # group message "job.event"
+        await self.read_feed(message)
 
     async def __call__(self, scope, receive, send):
         # However the instance ends (disconnect, StopConsumer, or the server cancelling it once
@@ -203,9 +245,13 @@ class _FeedStream:
                 self.ticker.cancel()
             self.ticker = None
         if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
-            self.group = None
+            group, self.group = self.group, None
             OPEN_STREAMS.labels(self.transport).dec()
+            try:
+                async with _layer_gate():
+                    await self.channel_layer.group_discard(group, self.channel_name)
+            except Exception:  # the stream still ends; the membership expires on its own
+                logger.warning("stream could not leave group %s", group, exc_info=True)
 
     async def emit(self, event: StreamEvent) -> None:
         raise NotImplementedError
@@ -317,6 +363,17 @@ class JobEventStreamConsumer(EventStreamConsumer):
     kind = "job"
 
 
+class V1EventStreamConsumer(EventStreamConsumer):
+    """SSE of API v1: like every v1 answer, it says its version and points to v2."""
+
+    async def send_headers(self, *, status=200, headers=None):
+        await super().send_headers(status=status, headers=[*(headers or []), *V1_HEADERS])
+
+
+class V1JobEventStreamConsumer(V1EventStreamConsumer):
+    kind = "job"
+
+
 class V2EventStreamConsumer(EventStreamConsumer):
     """SSE of API v2 (``/api/v2/batches/{id}/events``): the same stream, errors as problem
     details, and ``X-API-Version: 2`` on every answer."""
@@ -325,16 +382,28 @@ class V2EventStreamConsumer(EventStreamConsumer):
         await super().send_headers(status=status, headers=[*(headers or []), *V2_HEADERS])
 
     async def send_error(self, error: ServiceError) -> None:
+        detail, errors = error.message, None
         if isinstance(error, NotAuthenticated) and not isinstance(error, Forbidden):
             status, code = 401, "UNAUTHORIZED"
+        elif isinstance(error, Forbidden):
+            status, code = 403, "FORBIDDEN"
+        elif isinstance(error, NotFound):
+            status, code = 404, "NOT_FOUND"
+            detail = "No such job." if self.kind == "job" else "No such batch."
+        elif error.message in INVALID_ID.values():  # as the REST endpoints answer a bad id
+            status, code = 422, "VALIDATION_ERROR"
+            detail = "The request has invalid fields."
+            field = "job_id" if self.kind == "job" else "batch_id"
+            errors = [{"field": field, "in": "path", "message": "must be a UUID", "type": "uuid"}]
         else:
-            status, code = error.status_code, error.code
+            status, code = error.status_code, error.problem_code or error.code
         body = problem_body(
             status=status,
-            detail=error.message,
+            detail=detail,
             instance=self.scope["path"],
             request_id=self.request_id.decode(),
             code=code,
+            errors=errors,
         )
         headers = [
             (b"Content-Type", b"application/problem+json"),

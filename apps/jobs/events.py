@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 from typing import Any
 
-from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 from django.db import transaction
 from django.db.models import F, Q
@@ -63,12 +64,13 @@ def job_change(
 ) -> Job | None:
     """Apply ``changes`` to the job and append an event; None when ``only_if`` did not match.
 
-    The batch row is locked first (for its event sequence), then the job row: every writer
-    takes the two locks in that order, so concurrent workers of one batch cannot deadlock.
+    The job row is locked first (by its update), then the batch row (for the batch's event
+    sequence), and the batch lock is taken last so that it is held for as little as possible:
+    every event of a batch waits for it. No writer holds a batch lock while it waits for an
+    existing job's row (``job_events_record_created`` locks only jobs not yet committed), so
+    concurrent writers of one batch cannot deadlock.
     """
-    batch_id = Job.objects.values_list("batch_id", flat=True).get(pk=job_id)
     with transaction.atomic():
-        batch_seq = batch_event_seq_next(batch_id=batch_id)
         rows = Job.objects.filter(pk=job_id)
         if only_if is not None:
             rows = rows.filter(only_if)
@@ -77,9 +79,10 @@ def job_change(
             transaction.set_rollback(True)
             return None
         job = Job.objects.select_related("source_image").get(pk=job_id)
+        batch_seq = batch_event_seq_next(batch_id=job.batch_id)
         event = JobEvent.objects.create(
             job=job,
-            batch_id=batch_id,
+            batch_id=job.batch_id,
             seq=job.event_seq,
             batch_seq=batch_seq,
             type=event_type,
@@ -90,20 +93,33 @@ def job_change(
 
 
 def job_events_record_created(jobs: list[Job]) -> None:
-    """The first event of freshly created jobs (inside the creating transaction)."""
+    """The first event of freshly created jobs (inside the creating transaction).
+
+    A batch's jobs take their sequence numbers in one statement, their events are inserted
+    in one statement, and all of them are pushed together after the commit.
+    """
+    by_batch: dict[Any, list[Job]] = {}
     for job in jobs:
-        batch_seq = batch_event_seq_next(batch_id=job.batch_id)
-        Job.objects.filter(pk=job.pk).update(event_seq=1)
-        job.event_seq = 1
-        event = JobEvent.objects.create(
-            job=job,
-            batch_id=job.batch_id,
-            seq=1,
-            batch_seq=batch_seq,
-            type="created",
-            payload=job_snapshot(job),
-        )
-        transaction.on_commit(lambda event=event: event_push(event))
+        by_batch.setdefault(job.batch_id, []).append(job)
+    created: list[JobEvent] = []
+    for batch_id, batch_jobs in by_batch.items():
+        last = batch_event_seq_next(batch_id=batch_id, count=len(batch_jobs))
+        first = last - len(batch_jobs) + 1
+        Job.objects.filter(pk__in=[job.pk for job in batch_jobs]).update(event_seq=1)
+        for offset, job in enumerate(batch_jobs):
+            job.event_seq = 1
+            created.append(
+                JobEvent(
+                    job=job,
+                    batch_id=batch_id,
+                    seq=1,
+                    batch_seq=first + offset,
+                    type="created",
+                    payload=job_snapshot(job),
+                )
+            )
+    JobEvent.objects.bulk_create(created)
+    transaction.on_commit(lambda: events_push(created))
 
 
 _serving_loop: asyncio.AbstractEventLoop | None = None
@@ -119,13 +135,13 @@ def serving_loop_register(loop: asyncio.AbstractEventLoop) -> None:
     _serving_loop = loop
 
 
-def _in_memory_send(layer, groups: list[str], message: dict) -> bool:
+def _in_memory_send(layer, sends: list[tuple[str, dict]]) -> bool:
     loop = _serving_loop
     if loop is None or loop.is_closed() or type(layer).__name__ != "InMemoryChannelLayer":
         return False
 
     async def send_all() -> None:
-        for group in groups:
+        for group, message in sends:
             await layer.group_send(group, message)
 
     try:
@@ -139,23 +155,109 @@ def _in_memory_send(layer, groups: list[str], message: dict) -> bool:
     return True
 
 
-def event_push(event: JobEvent) -> None:
-    """Wake the streams of the event's job and batch. A lost push loses nothing."""
-    message = {
+def event_message(event: JobEvent) -> dict[str, Any]:
+    """The group message of one event. It carries the event itself, so a stream that has read
+    everything before it can send it without reading the log again; any other stream reads the
+    log (the message is still only a wake-up for it)."""
+    return {
         "type": EVENT_MESSAGE_TYPE,
         "job_id": str(event.job_id),
         "batch_id": str(event.batch_id),
         "seq": event.seq,
         "batch_seq": event.batch_seq,
+        "payload": event.payload,
     }
+
+
+class _PushLoop:
+    """One event loop thread per process that sends the pushes of sync code, in order.
+
+    ``async_to_sync`` made a new event loop for every call, and channels_redis keeps its Redis
+    connections per loop: each push opened (and closed) two new Redis connections. On one
+    long-lived loop the layer's connections are reused. The caller (a worker thread, just
+    after its commit) does not wait for Redis: pushes are queued and sent one after another,
+    so they leave in commit order. A push is a hint; if the process ends first, streams find
+    the event in the log.
+    """
+
+    MAX_QUEUED = 10_000  # beyond this (Redis down for long), pushes are dropped, not hoarded
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue | None = None
+        self._drainer: asyncio.Task | None = None
+        self._pid = 0
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        loop = asyncio.new_event_loop()
+        ready = threading.Event()
+
+        def run() -> None:
+            asyncio.set_event_loop(loop)
+            self._queue = asyncio.Queue(maxsize=self.MAX_QUEUED)
+            self._drainer = loop.create_task(self._drain(self._queue))
+            loop.call_soon(ready.set)
+            loop.run_forever()
+
+        threading.Thread(target=run, name="event-push-loop", daemon=True).start()
+        ready.wait(timeout=5)
+        return loop
+
+    def loop(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            # A forked child inherits the loop object but not its thread: start its own.
+            if self._loop is None or self._pid != os.getpid() or self._loop.is_closed():
+                self._loop, self._pid = self._start(), os.getpid()
+            return self._loop
+
+    def submit(self, layer, sends: list[tuple[str, dict]]) -> None:
+        self.loop().call_soon_threadsafe(self._enqueue, layer, sends)
+
+    def _enqueue(self, layer, sends: list[tuple[str, dict]]) -> None:
+        try:
+            self._queue.put_nowait((layer, sends))
+        except asyncio.QueueFull:
+            logger.warning("push queue full: %d push(es) dropped", len(sends))
+
+    async def _drain(self, queue: asyncio.Queue) -> None:
+        while True:
+            layer, sends = await queue.get()
+            try:
+                for group, message in sends:
+                    await layer.group_send(group, message)
+            except Exception:  # a push is a hint: Redis trouble must never fail a job
+                logger.warning("could not push %d message(s)", len(sends), exc_info=True)
+
+
+_push_loop = _PushLoop()
+
+
+def event_push(event: JobEvent) -> None:
+    """Wake the streams of the event's job and batch. A lost push loses nothing."""
+    events_push([event])
+
+
+def events_push(events: list[JobEvent]) -> None:
+    """Push events in their order (to each one's job group, then its batch group)."""
     try:
         layer = get_channel_layer()
-        if layer is None:
+        if layer is None or not events:
             return
-        groups = [job_group(event.job_id), batch_group(event.batch_id)]
-        if _in_memory_send(layer, groups, message):
+        sends = [
+            (group, event_message(event))
+            for event in events
+            for group in (job_group(event.job_id), batch_group(event.batch_id))
+        ]
+        if _in_memory_send(layer, sends):
             return
-        async_to_sync(layer.group_send)(job_group(event.job_id), message)
-        async_to_sync(layer.group_send)(batch_group(event.batch_id), message)
+        _push_loop.submit(layer, sends)
     except Exception:  # a push is a hint: Redis trouble must never fail a job
-        logger.warning("could not push event %s of job %s", event.seq, event.job_id, exc_info=True)
+        first = events[0]
+        logger.warning(
+            "could not push %d event(s) from %s of job %s",
+            len(events),
+            first.seq,
+            first.job_id,
+            exc_info=True,
+        )

@@ -208,6 +208,18 @@ class _UpstreamRecorder:
         Job.objects.filter(pk=self.job_id).update(**changes, updated_at=timezone.now())
 
 
+_ARTIFACT_UPDATED_FIELDS = [
+    "filename",
+    "file",
+    "size",
+    "sha256",
+    "content_type",
+    "face_count",
+    "expired_at",
+    "updated_at",
+]
+
+
 def _store_outputs(job: Job, outputs: list[Output]) -> None:
     job_change(
         job.id,
@@ -215,25 +227,31 @@ def _store_outputs(job: Job, outputs: list[Output]) -> None:
         event_type="progress",
     )
     stem = job.source_image.output_stem
+    artifacts: dict[tuple[str, str], Artifact] = {}  # the last output of a kind and format wins
     for output in outputs:
         suffix = "" if output.kind == Artifact.Kind.MODEL else f"-{output.kind}"
         path = f"results/{job.batch_id}/{job.id}/{output.kind}.{output.format}"
         default_storage.delete(path)  # a retried job overwrites its own earlier outputs
         stored = default_storage.save(path, ContentFile(output.data))
-        Artifact.objects.update_or_create(
+        artifacts[(output.kind, output.format)] = Artifact(
             job=job,
             kind=output.kind,
             format=output.format,
-            defaults={
-                "filename": f"{stem}{suffix}.{output.format}",
-                "file": stored,
-                "size": len(output.data),
-                "sha256": hashlib.sha256(output.data).hexdigest(),
-                "content_type": output.content_type,
-                "face_count": glb_face_count(output.data) if output.format == "glb" else None,
-                "expired_at": None,
-            },
+            filename=f"{stem}{suffix}.{output.format}",
+            file=stored,
+            size=len(output.data),
+            sha256=hashlib.sha256(output.data).hexdigest(),
+            content_type=output.content_type,
+            face_count=glb_face_count(output.data) if output.format == "glb" else None,
+            expired_at=None,
         )
+    # One statement for all outputs; a retried job's rows are updated in place (same ids).
+    Artifact.objects.bulk_create(
+        list(artifacts.values()),
+        update_conflicts=True,
+        unique_fields=["job", "kind", "format"],
+        update_fields=_ARTIFACT_UPDATED_FIELDS,
+    )
     job_finish(job.id, status=Job.Status.SUCCEEDED, message="Model ready")
 
 

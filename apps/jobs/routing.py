@@ -19,8 +19,8 @@ def _route(pattern: str, consumer) -> object:
 
 
 http_routes = [
-    _route(rf"^api/v1/status/tasks/{ID}/stream/?$", consumers.EventStreamConsumer),
-    _route(rf"^api/v1/status/jobs/{ID}/stream/?$", consumers.JobEventStreamConsumer),
+    _route(rf"^api/v1/status/tasks/{ID}/stream/?$", consumers.V1EventStreamConsumer),
+    _route(rf"^api/v1/status/jobs/{ID}/stream/?$", consumers.V1JobEventStreamConsumer),
     _route(rf"^api/v2/batches/{ID}/events/?$", consumers.V2EventStreamConsumer),
     _route(rf"^api/v2/jobs/{ID}/events/?$", consumers.V2JobEventStreamConsumer),
 ]

@@ -35,6 +35,7 @@ __all__ = [
     "job_get_for_owner",
     "jobs_for_batch",
     "jobs_for_owner",
+    "model_artifacts_by_job",
     "queue_depths",
     "workers_alive_count",
 ]
@@ -118,6 +119,14 @@ def artifacts_for_batch(*, batch_id, kind: str | None = None) -> QuerySet[Artifa
     return artifacts.select_related("job", "job__source_image").order_by(
         "job__source_image__position", "kind", "format"
     )
+
+
+def model_artifacts_by_job(*, batch_id) -> dict:
+    """The batch's live model files by job id, for the status body (no joins beyond the job)."""
+    artifacts = Artifact.objects.filter(
+        job__batch_id=batch_id, kind=Artifact.Kind.MODEL, expired_at__isnull=True
+    ).order_by("format")
+    return {artifact.job_id: artifact for artifact in artifacts}
 
 
 def artifact_get_for_owner(*, artifact_id, owner) -> Artifact | None:

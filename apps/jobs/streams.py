@@ -68,6 +68,30 @@ class Feed:
         self.done = self._finished()
         return out
 
+    def push(self, message: dict[str, Any]) -> list[StreamEvent] | None:
+        """The stream events of a pushed event, folded without reading the log.
+
+        Only when the pushed event is exactly the next one after the cursor: then the log holds
+        nothing in between, so the result is what ``load`` would make. An event already folded
+        makes nothing. None means "read the log" (a gap, a push without its event, or a feed
+        not loaded yet).
+        """
+        seq = message.get("seq" if self.job_id else "batch_seq")
+        payload = message.get("payload")
+        if not isinstance(seq, int) or not isinstance(payload, dict) or not self.total:
+            return None
+        if self.job_id and payload.get("job_id") != self.job_id:
+            return None
+        if seq <= self.cursor:
+            return []
+        if seq != self.cursor + 1 or self.resume_after is not None:
+            return None
+        frames = self._fold_payload(seq, payload)
+        if self._finished():
+            frames.append(self._terminal(seq))
+        self.done = self._finished()
+        return frames
+
     def replay_until(self, seq: int, frame: int) -> None:
         """Fold silently what the client has (its Last-Event-ID): events before ``seq``, and
         of event ``seq`` the frames up to ``frame``; ``load`` then sends the rest."""
@@ -85,9 +109,10 @@ class Feed:
         return events.order_by(column).only("seq", "batch_seq", "payload")
 
     def _fold(self, event: JobEvent) -> list[StreamEvent]:
-        seq = event.seq if self.job_id else event.batch_seq
+        return self._fold_payload(event.seq if self.job_id else event.batch_seq, event.payload)
+
+    def _fold_payload(self, seq: int, payload: dict[str, Any]) -> list[StreamEvent]:
         self.cursor = seq
-        payload = event.payload
         self.jobs[payload["job_id"]] = payload
         return [
             StreamEvent("file_update", file_update(payload), f"{seq}"),

@@ -14,8 +14,7 @@ from typing import IO, Any
 
 from django.conf import settings
 from django.core.files.storage import default_storage
-from django.db import transaction
-from django.db.models import F
+from django.db import connection, transaction
 
 from apps.core.errors import InvalidInput
 from apps.uploads.metrics import UPLOADED_BYTES, UPLOADED_FILES
@@ -139,14 +138,25 @@ def batch_files_discard(paths: list[str]) -> None:
             logger.warning("could not delete %s after a failed upload", path, exc_info=True)
 
 
-def batch_event_seq_next(*, batch_id) -> int:
+def batch_event_seq_next(*, batch_id, count: int = 1) -> int:
     """Next number of the batch's event sequence; call inside the event's transaction.
 
-    The row lock orders the events of one batch by commit, so a stream that replays "after
-    sequence N" never skips an event that committed late.
+    With ``count`` > 1 it takes ``count`` numbers and returns the last of them. The row lock
+    orders the events of one batch by commit, so a stream that replays "after sequence N"
+    never skips an event that committed late. One statement (UPDATE ... RETURNING), because
+    every writer of the batch waits for this lock.
     """
-    Batch.objects.filter(pk=batch_id).update(event_seq=F("event_seq") + 1)
-    return Batch.objects.filter(pk=batch_id).values_list("event_seq", flat=True).get()
+    table = connection.ops.quote_name(Batch._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {table} SET event_seq = event_seq + %s WHERE id = %s "  # noqa: S608
+            "RETURNING event_seq",
+            [count, Batch._meta.pk.get_db_prep_value(batch_id, connection)],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        raise Batch.DoesNotExist(f"batch {batch_id} does not exist")
+    return int(row[0])
 
 
 def batch_create_for_image(

@@ -374,6 +374,15 @@ def test_v2_event_streams_and_their_errors(live, alice_key, bob_key):
         timeout=10,
     )
     assert other.status_code == 404 and other.json()["code"] == "NOT_FOUND"
+    assert other.json()["detail"] == "No such batch." and other.headers["X-API-Version"] == "2"
+    bad = httpx.get(f"{live.url}/api/v2/jobs/not-a-uuid/events", headers=auth, timeout=10)
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "job_id"
+    # v1 streams say their version too, and point to v2.
+    v1 = f"{live.url}/api/v1/status/tasks/{batch['id']}/stream"
+    with httpx.stream("GET", v1, headers=auth, timeout=30) as stream:
+        assert stream.status_code == 200 and stream.headers["X-API-Version"] == "1"
+        assert stream.headers["Link"] == '</api/v2/docs>; rel="successor-version"'
+        assert "task_failed" in "".join(stream.iter_text())
 
 
 def test_malformed_requests_are_refused_not_failed(alice_api, media_root):
