@@ -18,3 +18,12 @@ def parse_duration(text: str) -> timedelta:
             f"{text!r} is not a duration; use a number and a unit: 30s, 15m, 24h, 30d, 2w"
         )
     return timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
+
+
+def duration_text(duration: timedelta) -> str:
+    """``24h``, ``90m``, ``1s``: the largest unit that divides it, as an operator writes it."""
+    seconds = duration.total_seconds()
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

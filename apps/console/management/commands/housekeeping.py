@@ -41,5 +41,6 @@ class Command(BaseCommand):
             f"Housekeeping: freed {cleanup['files']} files ({cleanup['bytes']} bytes); "
             f"rotated {rotate['rotated']} log(s); pruned {prune['files']} log file(s) and "
             f"{prune['records']} record(s); reaped {reap['failed']} failed, "
-            f"{reap['requeued']} re-queued, {reap['resent']} re-sent."
+            f"{reap['requeued']} re-queued, {reap['resent']} re-sent; "
+            f"forgot {result['idempotency']['deleted']} idempotency key(s) past 24 hours."
         )

@@ -3,7 +3,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 
-from apps.core.durations import parse_duration
+from apps.core.durations import duration_text, parse_duration
 from apps.jobs.services import files_cleanup
 
 
@@ -33,5 +33,5 @@ class Command(BaseCommand):
         verb = "Would free" if options["dry_run"] else "Freed"
         return (
             f"{verb} {totals['files']} files ({totals['bytes']} bytes) of {totals['jobs']} jobs "
-            f"finished more than {older_than.total_seconds() / 3600:g} hours ago."
+            f"finished more than {duration_text(older_than)} ago."
         )
