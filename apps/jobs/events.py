@@ -113,33 +113,39 @@ def job_change(
     return job
 
 
-_JOB_FIELDS = list(Job._meta.concrete_fields)
 # The uploads app's models, reached through the relations (its models module is private).
 Batch = Job._meta.get_field("batch").related_model
 SourceImage = Job._meta.get_field("source_image").related_model
-_converters_by_vendor: dict[str, list] = {}
+_converters: dict[tuple[type, str], list] = {}
 
 
-def _job_converters(connection) -> list:
-    """Per field of Job: the converters a SELECT would apply to its column (as the ORM does)."""
-    converters = _converters_by_vendor.get(connection.vendor)
+def _model_from_row(model, row, connection):
+    """An instance of ``model`` from its concrete columns, converted as a SELECT would be."""
+    key = (model, connection.vendor)
+    converters = _converters.get(key)
     if converters is None:
-        table = Job._meta.db_table
         converters = []
-        for field in _JOB_FIELDS:
-            column = field.get_col(table)
+        for field in model._meta.concrete_fields:
+            column = field.get_col(model._meta.db_table)
             found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
             converters.append((column, found))
-        _converters_by_vendor[connection.vendor] = converters
-    return converters
+        _converters[key] = converters
+    values = []
+    for value, (column, found) in zip(row, converters, strict=True):
+        for converter in found:
+            value = converter(value, column, connection)
+        values.append(value)
+    return model.from_db(connection.alias, None, values)
 
 
 def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] | None:
     """``rows.update(**values)`` for one job, returning the updated job (as a read would give
     it) with its source image's file name and output stem; None if no row matched.
 
-    The ORM compiles the update as ``QuerySet.update`` does; ``RETURNING`` (PostgreSQL, and
-    SQLite ≥ 3.35) replaces the read that followed it.
+    The ORM compiles the update as ``QuerySet.update`` does; ``RETURNING`` replaces the read
+    that followed it. On PostgreSQL the statement also returns the source image, which the
+    returned job carries (as ``select_related`` would); elsewhere (SQLite) it is read when
+    first used.
     """
     connection = connections[rows.db]
     query = rows.query.chain(UpdateQuery)
@@ -149,25 +155,34 @@ def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] 
     qn = connection.ops.quote_name
     table = qn(Job._meta.db_table)
     images = qn(SourceImage._meta.db_table)
-    image_of_job = f"{images}.{qn('id')} = {table}.{qn('source_image_id')}"
-    returning = ", ".join(f"{table}.{qn(field.column)}" for field in _JOB_FIELDS)
-    sql = (
-        f"{sql} RETURNING {returning}, "  # noqa: S608  names from the models
-        f"(SELECT {qn('original_filename')} FROM {images} WHERE {image_of_job}), "
-        f"(SELECT {qn('output_stem')} FROM {images} WHERE {image_of_job})"
-    )
+    job_columns = [qn(field.column) for field in Job._meta.concrete_fields]
+    image_columns = [qn(field.column) for field in SourceImage._meta.concrete_fields]
+    returning = ", ".join(f"{table}.{column}" for column in job_columns)
+    if connection.vendor == "postgresql":
+        sql = (
+            f"WITH changed AS ({sql} RETURNING {returning}) "  # noqa: S608  names from the models
+            f"SELECT changed.*, {', '.join(f'{images}.{column}' for column in image_columns)} "
+            f"FROM changed JOIN {images} ON {images}.{qn('id')} = changed.{qn('source_image_id')}"
+        )
+    else:
+        image_of_job = f"{images}.{qn('id')} = {table}.{qn('source_image_id')}"
+        sql = (
+            f"{sql} RETURNING {returning}, "  # noqa: S608  names from the models
+            f"(SELECT {qn('original_filename')} FROM {images} WHERE {image_of_job}), "
+            f"(SELECT {qn('output_stem')} FROM {images} WHERE {image_of_job})"
+        )
     with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     if row is None:
         return None
-    values_out = []
-    for value, (column, converters) in zip(row, _job_converters(connection), strict=False):
-        for converter in converters:
-            value = converter(value, column, connection)
-        values_out.append(value)
-    job = Job.from_db(rows.db, [field.attname for field in _JOB_FIELDS], values_out)
-    return job, row[-2], row[-1]
+    count = len(job_columns)
+    job = _model_from_row(Job, row[:count], connection)
+    if connection.vendor != "postgresql":
+        return job, row[count], row[count + 1]
+    image = _model_from_row(SourceImage, row[count:], connection)
+    Job.source_image.field.set_cached_value(job, image)
+    return job, image.original_filename, image.output_stem
 
 
 def _event_append(job: Job, *, event_type: str, payload: dict[str, Any]) -> JobEvent:
