@@ -20,6 +20,7 @@ from django.db.models import F, Q
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
+from apps.core import rows as rows_sql
 from apps.jobs.models import Job, JobEvent
 from apps.uploads.services import batch_event_seq_next
 
@@ -116,26 +117,6 @@ def job_change(
 # The uploads app's models, reached through the relations (its models module is private).
 Batch = Job._meta.get_field("batch").related_model
 SourceImage = Job._meta.get_field("source_image").related_model
-_converters: dict[tuple[type, str], list] = {}
-
-
-def _model_from_row(model, row, connection):
-    """An instance of ``model`` from its concrete columns, converted as a SELECT would be."""
-    key = (model, connection.vendor)
-    converters = _converters.get(key)
-    if converters is None:
-        converters = []
-        for field in model._meta.concrete_fields:
-            column = field.get_col(model._meta.db_table)
-            found = connection.ops.get_db_converters(column) + column.get_db_converters(connection)
-            converters.append((column, found))
-        _converters[key] = converters
-    values = []
-    for value, (column, found) in zip(row, converters, strict=True):
-        for converter in found:
-            value = converter(value, column, connection)
-        values.append(value)
-    return model.from_db(connection.alias, None, values)
 
 
 def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] | None:
@@ -155,13 +136,12 @@ def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] 
     qn = connection.ops.quote_name
     table = qn(Job._meta.db_table)
     images = qn(SourceImage._meta.db_table)
-    job_columns = [qn(field.column) for field in Job._meta.concrete_fields]
-    image_columns = [qn(field.column) for field in SourceImage._meta.concrete_fields]
-    returning = ", ".join(f"{table}.{column}" for column in job_columns)
+    returning = rows_sql.columns(Job, Job._meta.db_table, connection)
     if connection.vendor == "postgresql":
+        image_columns = rows_sql.columns(SourceImage, SourceImage._meta.db_table, connection)
         sql = (
             f"WITH changed AS ({sql} RETURNING {returning}) "  # noqa: S608  names from the models
-            f"SELECT changed.*, {', '.join(f'{images}.{column}' for column in image_columns)} "
+            f"SELECT changed.*, {image_columns} "
             f"FROM changed JOIN {images} ON {images}.{qn('id')} = changed.{qn('source_image_id')}"
         )
     else:
@@ -176,11 +156,11 @@ def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] 
         row = cursor.fetchone()
     if row is None:
         return None
-    count = len(job_columns)
-    job = _model_from_row(Job, row[:count], connection)
+    count = rows_sql.width(Job)
+    job = rows_sql.instance(Job, row, connection)
     if connection.vendor != "postgresql":
         return job, row[count], row[count + 1]
-    image = _model_from_row(SourceImage, row[count:], connection)
+    image = rows_sql.instance(SourceImage, row, connection, offset=count)
     Job.source_image.field.set_cached_value(job, image)
     return job, image.original_filename, image.output_stem
 
