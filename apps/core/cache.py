@@ -9,6 +9,12 @@ from django.utils.functional import cached_property
 
 _clients: dict[tuple[str, ...], RedisCacheClient] = {}
 _clients_lock = threading.Lock()
+# INCR, and a TTL for a counter the INCR created (so a counter never outlives its window).
+_INCR_IN_WINDOW = """
+local count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+return count
+"""
 
 
 class SharedPoolRedisCache(RedisCache):
@@ -28,3 +34,16 @@ class SharedPoolRedisCache(RedisCache):
             if client is None:
                 client = _clients[key] = self._class(self._servers, **self._options)
         return client
+
+    @cached_property
+    def _incr_in_window_script(self):
+        return self._cache.get_client(write=True).register_script(_INCR_IN_WINDOW)
+
+    def incr_in_window(self, key: str, timeout: int) -> int:
+        """Add 1 to the counter ``key`` and return its new value; a counter created by this
+        call lives ``timeout`` seconds. One command (a Lua script, atomic in Redis).
+
+        What django-ratelimit does with ``add`` then ``incr`` (three commands: SET NX, EXISTS,
+        INCRBY); the counter holds the same value under the same key.
+        """
+        return int(self._incr_in_window_script(keys=[self.make_key(key)], args=[timeout]))

@@ -13,12 +13,18 @@ from typing import Any
 from django.db import models
 
 _converters: dict[tuple[type, str], list] = {}
+_columns: dict[tuple[type, str, str], str] = {}
 
 
 def columns(model: type[models.Model], alias: str, connection) -> str:
     """``alias.column, …`` for every concrete field of ``model``, in the model's field order."""
-    qn = connection.ops.quote_name
-    return ", ".join(f"{qn(alias)}.{qn(field.column)}" for field in model._meta.concrete_fields)
+    key = (model, alias, connection.vendor)
+    found = _columns.get(key)
+    if found is None:
+        qn = connection.ops.quote_name
+        fields = model._meta.concrete_fields
+        found = _columns[key] = ", ".join(f"{qn(alias)}.{qn(field.column)}" for field in fields)
+    return found
 
 
 def width(model: type[models.Model]) -> int:

@@ -9,9 +9,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.core import rows
 from apps.core.errors import NotFound, ServiceError
 from apps.jobs.models import Artifact, Job, JobEvent, WorkerHeartbeat
 
@@ -72,11 +74,34 @@ class BatchSummary:
 
 
 def jobs_for_batch(*, batch_id) -> list[Job]:
-    return list(
-        Job.objects.filter(batch_id=batch_id)
-        .select_related("source_image")
-        .order_by("source_image__position", "created_at")
+    """The batch's jobs with their source images, in upload order.
+
+    ``Job.objects.filter(batch_id=…).select_related("source_image")
+    .order_by("source_image__position", "created_at")``, in SQL written once: every status
+    read runs it (decision 0018).
+    """
+    connection = connections[Job.objects.db]
+    image_model = Job._meta.get_field("source_image").related_model
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT {rows.columns(Job, 'j', connection)}, "  # noqa: S608  names from the models
+        f"{rows.columns(image_model, 'i', connection)} "
+        f"FROM {qn(Job._meta.db_table)} j "
+        f"JOIN {qn(image_model._meta.db_table)} i ON i.{qn('id')} = j.{qn('source_image_id')} "
+        f"WHERE j.{qn('batch_id')} = %s ORDER BY i.{qn('position')}, j.{qn('created_at')}"
     )
+    batch_pk = Job._meta.get_field("batch").target_field
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch_pk.get_db_prep_value(batch_id, connection)])
+        found = cursor.fetchall()
+    jobs = []
+    for row in found:
+        job = rows.instance(Job, row, connection)
+        Job.source_image.field.set_cached_value(
+            job, rows.instance(image_model, row, connection, offset=rows.width(Job))
+        )
+        jobs.append(job)
+    return jobs
 
 
 def batch_finished(*, batch_id) -> bool:
@@ -122,10 +147,26 @@ def artifacts_for_batch(*, batch_id, kind: str | None = None) -> QuerySet[Artifa
 
 
 def model_artifacts_by_job(*, batch_id) -> dict:
-    """The batch's live model files by job id, for the status body (no joins beyond the job)."""
-    artifacts = Artifact.objects.filter(
-        job__batch_id=batch_id, kind=Artifact.Kind.MODEL, expired_at__isnull=True
-    ).order_by("format")
+    """The batch's live model files by job id, for the status body (no joins beyond the job).
+
+    ``Artifact.objects.filter(job__batch_id=…, kind="model", expired_at__isnull=True)
+    .order_by("format")`` (the last format of a job wins), in SQL written once (decision 0018).
+    """
+    connection = connections[Artifact.objects.db]
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT {rows.columns(Artifact, 'a', connection)} "  # noqa: S608  names from the models
+        f"FROM {qn(Artifact._meta.db_table)} a "
+        f"JOIN {qn(Job._meta.db_table)} j ON j.{qn('id')} = a.{qn('job_id')} "
+        f"WHERE j.{qn('batch_id')} = %s AND a.{qn('kind')} = %s AND a.{qn('expired_at')} IS NULL "
+        f"ORDER BY a.{qn('format')}"
+    )
+    batch_pk = Job._meta.get_field("batch").target_field
+    params = [batch_pk.get_db_prep_value(batch_id, connection), Artifact.Kind.MODEL.value]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        found = cursor.fetchall()
+    artifacts = (rows.instance(Artifact, row, connection) for row in found)
     return {artifact.job_id: artifact for artifact in artifacts}
 
 
