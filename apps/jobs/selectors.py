@@ -148,8 +148,11 @@ def artifacts_for_batch(*, batch_id, kind: str | None = None) -> QuerySet[Artifa
 
 def batch_status_for_owner(*, batch_id, owner) -> tuple[Any, list[Job], dict] | None:
     """What a batch status shows, in one query: the owner's batch (None if it is not theirs),
-    its jobs as :func:`jobs_for_batch` gives them, and its live model files by job id as
-    :func:`model_artifacts_by_job` gives them. Every status read runs it (decision 0018)."""
+    its jobs as :func:`jobs_for_batch` gives them, and its live model files by job id (the last
+    format in name order when a job has several). Every status read runs it (decision 0018)."""
+    # The stored files' names are not shown; leaving them out also spares building a file
+    # object per row (django-cleanup's post_init handler reads every file field it sees).
+    files = _NO_FILE
     owner_id = getattr(owner, "pk", owner)
     if owner_id is None:
         return None
@@ -159,8 +162,9 @@ def batch_status_for_owner(*, batch_id, owner) -> tuple[Any, list[Job], dict] | 
     qn = connection.ops.quote_name
     sql = (
         f"SELECT {rows.columns(batch_model, 'b', connection)}, "  # noqa: S608  model names
-        f"{rows.columns(Job, 'j', connection)}, {rows.columns(image_model, 'i', connection)}, "
-        f"{rows.columns(Artifact, 'a', connection)} "
+        f"{rows.columns(Job, 'j', connection)}, "
+        f"{rows.columns(image_model, 'i', connection, files)}, "
+        f"{rows.columns(Artifact, 'a', connection, files)} "
         f"FROM {qn(batch_model._meta.db_table)} b "
         f"LEFT JOIN {qn(Job._meta.db_table)} j ON j.{qn('batch_id')} = b.{qn('id')} "
         f"LEFT JOIN {qn(image_model._meta.db_table)} i ON i.{qn('id')} = j.{qn('source_image_id')} "
@@ -177,7 +181,7 @@ def batch_status_for_owner(*, batch_id, owner) -> tuple[Any, list[Job], dict] | 
         return None
     job_at = rows.width(batch_model)
     image_at = job_at + rows.width(Job)
-    artifact_at = image_at + rows.width(image_model)
+    artifact_at = image_at + rows.width(image_model, files)
     batch = rows.instance(batch_model, found[0], connection)
     jobs: list[Job] = []
     models: dict = {}
@@ -186,17 +190,20 @@ def batch_status_for_owner(*, batch_id, owner) -> tuple[Any, list[Job], dict] | 
             continue  # a batch without jobs: one row, all job columns NULL
         if not jobs or jobs[-1].pk != row[job_at + _JOB_ID_INDEX]:
             job = rows.instance(Job, row, connection, offset=job_at)
-            image = rows.instance(image_model, row, connection, offset=image_at)
+            image = rows.instance(image_model, row, connection, offset=image_at, defer=files)
             Job.source_image.field.set_cached_value(job, image)
             jobs.append(job)
         if row[artifact_at + _ARTIFACT_ID_INDEX] is not None:
-            artifact = rows.instance(Artifact, row, connection, offset=artifact_at)
+            artifact = rows.instance(Artifact, row, connection, offset=artifact_at, defer=files)
             models[artifact.job_id] = artifact  # rows come in format order: the last one wins
     return batch, jobs, models
 
 
-_JOB_ID_INDEX = Job._meta.concrete_fields.index(Job._meta.pk)
-_ARTIFACT_ID_INDEX = Artifact._meta.concrete_fields.index(Artifact._meta.pk)
+_NO_FILE = frozenset({"file"})
+_JOB_ID_INDEX = [field.attname for field in Job._meta.concrete_fields].index("id")
+_ARTIFACT_ID_INDEX = [
+    field.attname for field in Artifact._meta.concrete_fields if field.attname not in _NO_FILE
+].index("id")
 
 
 def artifact_get_for_owner(*, artifact_id, owner) -> Artifact | None:
