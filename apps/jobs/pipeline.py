@@ -255,11 +255,15 @@ def _store_outputs(job: Job, outputs: list[Output]) -> None:
             update_fields=_ARTIFACT_UPDATED_FIELDS,
         )
 
-    # The artifacts commit with the job's success (one transaction), so a succeeded job always
-    # has them, and a job that stopped running meanwhile (canceled, reaped) gets none.
-    job_finish(
+    # The artifacts commit with the job's success (one transaction, no round trips of its
+    # own). A job that stopped running meanwhile (canceled, reaped) still gets its rows, in a
+    # transaction of their own, so its stored files stay known to downloads and cleanup.
+    finished = job_finish(
         job.id, status=Job.Status.SUCCEEDED, message="Model ready", with_change=artifacts_write
     )
+    if finished is None:
+        with transaction.atomic():
+            artifacts_write(job)
 
 
 def job_finish(job_id, *, status: str, message: str = "", with_change=None) -> Job | None:

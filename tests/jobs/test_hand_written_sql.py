@@ -104,14 +104,18 @@ def test_a_job_change_returns_the_job_as_a_read_gives_it(alice_api, broker):
     assert JobEvent.objects.filter(batch_id=batch_id).count() == 3
 
 
-def test_a_job_that_stopped_running_gets_no_artifacts(alice_api, broker):
-    batch_id = upload(alice_api, ["coffee.png"])
-    job = pipeline.job_claim(Job.objects.get(batch_id=batch_id).id)
-    Job.objects.filter(pk=job.pk).update(status=Job.Status.CANCELED)
+def test_artifacts_commit_with_success_and_without_it_too(alice_api, broker):
+    batch_id = upload(alice_api, ["coffee.png", "chelsea.png"])
+    first, second = [pipeline.job_claim(job.id) for job in Job.objects.filter(batch_id=batch_id)]
     output = Output(kind="model", format="glb", content_type="model/gltf-binary", data=b"glb")
-    pipeline._store_outputs(job, [output])
-    assert not Artifact.objects.filter(job=job).exists()
-    assert Job.objects.get(pk=job.pk).status == Job.Status.CANCELED
+    pipeline._store_outputs(first, [output])
+    assert Job.objects.get(pk=first.pk).status == Job.Status.SUCCEEDED
+    assert Artifact.objects.filter(job=first).count() == 1
+    # A job that stopped running while storing keeps its rows (its files stay known).
+    Job.objects.filter(pk=second.pk).update(status=Job.Status.CANCELED)
+    pipeline._store_outputs(second, [output])
+    assert Job.objects.get(pk=second.pk).status == Job.Status.CANCELED
+    assert Artifact.objects.filter(job=second).count() == 1
 
 
 def test_the_rate_limit_counter_is_django_ratelimits(alice_key):
