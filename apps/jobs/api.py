@@ -146,9 +146,11 @@ def _batch_for(request: HttpRequest, task_id: str):
 
 @status_router.get("/tasks/{task_id}/status", summary="Status of a batch and of each file")
 def task_status(request: HttpRequest, task_id: str):
-    batch = _batch_for(request, task_id)
-    jobs = selectors.jobs_for_batch(batch_id=batch.id)
-    models = selectors.model_artifacts_by_job(batch_id=batch.id)
+    batch_id = parse_uuid(task_id, message=INVALID_TASK_ID)
+    found = selectors.batch_status_for_owner(batch_id=batch_id, owner=request.owner)
+    if found is None:
+        raise NotFound("Task not found")
+    batch, jobs, models = found
     return v1_batch_status_body(batch, jobs, selectors.batch_summary(jobs), models)
 
 

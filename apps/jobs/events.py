@@ -11,13 +11,16 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import F, Q
+from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
+from apps.core import rows as rows_sql
 from apps.jobs.models import Job, JobEvent
 from apps.uploads.services import batch_event_seq_next
 
@@ -38,14 +41,21 @@ def _hex(value) -> str:
     return value.hex if hasattr(value, "hex") else str(value).replace("-", "")
 
 
-def job_snapshot(job: Job) -> dict[str, Any]:
-    """What a stream shows of one job at one moment."""
+def job_snapshot(job: Job, *, filename: str | None = None, output_stem: str | None = None):
+    """What a stream shows of one job at one moment.
+
+    ``filename`` and ``output_stem`` (the source image's, which never change) may be given by a
+    caller that has them without loading the source image.
+    """
+    if filename is None or output_stem is None:
+        filename = job.source_image.original_filename
+        output_stem = job.source_image.output_stem
     return {
         "job_id": str(job.id),
         "batch_id": str(job.batch_id),
         "file_id": str(job.source_image_id),
-        "filename": job.source_image.original_filename,
-        "output_stem": job.source_image.output_stem,
+        "filename": filename,
+        "output_stem": output_stem,
         "status": job.status,
         "stage": job.stage,
         "progress": job.progress,
@@ -60,36 +70,141 @@ def job_snapshot(job: Job) -> dict[str, Any]:
 
 
 def job_change(
-    job_id, *, changes: dict[str, Any], event_type: str = "status", only_if: Q | None = None
+    job_id,
+    *,
+    changes: dict[str, Any],
+    event_type: str = "status",
+    only_if: Q | None = None,
+    with_change: Callable[[Job], None] | None = None,
 ) -> Job | None:
     """Apply ``changes`` to the job and append an event; None when ``only_if`` did not match.
+
+    ``with_change(job)``, if given, runs in the same transaction once the change matched (for
+    rows that must commit with it, such as a finished job's artifacts).
 
     The job row is locked first (by its update), then the batch row (for the batch's event
     sequence), and the batch lock is taken last so that it is held for as little as possible:
     every event of a batch waits for it. No writer holds a batch lock while it waits for an
     existing job's row (``job_events_record_created`` locks only jobs not yet committed), so
     concurrent writers of one batch cannot deadlock.
+
+    Round trips: the update returns the changed row (``UPDATE … RETURNING``), and on
+    PostgreSQL the batch's next number and the event's insert are one statement, so a change
+    costs four (begin, update, insert, commit).
     """
     with transaction.atomic():
         rows = Job.objects.filter(pk=job_id)
         if only_if is not None:
             rows = rows.filter(only_if)
-        updated = rows.update(**changes, event_seq=F("event_seq") + 1, updated_at=timezone.now())
-        if not updated:
+        changed = _job_update_returning(
+            rows, {**changes, "event_seq": F("event_seq") + 1, "updated_at": timezone.now()}
+        )
+        if changed is None:
             transaction.set_rollback(True)
             return None
-        job = Job.objects.select_related("source_image").get(pk=job_id)
-        batch_seq = batch_event_seq_next(batch_id=job.batch_id)
-        event = JobEvent.objects.create(
-            job=job,
-            batch_id=job.batch_id,
-            seq=job.event_seq,
-            batch_seq=batch_seq,
-            type=event_type,
-            payload=job_snapshot(job),
+        job, filename, output_stem = changed
+        if with_change is not None:
+            with_change(job)
+        event = _event_append(
+            job,
+            event_type=event_type,
+            payload=job_snapshot(job, filename=filename, output_stem=output_stem),
         )
         transaction.on_commit(lambda: event_push(event))
     return job
+
+
+# The uploads app's models, reached through the relations (its models module is private).
+Batch = Job._meta.get_field("batch").related_model
+SourceImage = Job._meta.get_field("source_image").related_model
+
+
+def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] | None:
+    """``rows.update(**values)`` for one job, returning the updated job (as a read would give
+    it) with its source image's file name and output stem; None if no row matched.
+
+    The ORM compiles the update as ``QuerySet.update`` does; ``RETURNING`` replaces the read
+    that followed it. On PostgreSQL the statement also returns the source image, which the
+    returned job carries (as ``select_related`` would); elsewhere (SQLite) it is read when
+    first used.
+    """
+    connection = connections[rows.db]
+    query = rows.query.chain(UpdateQuery)
+    query.add_update_values(values)
+    query.clear_select_clause()
+    sql, params = query.get_compiler(rows.db).as_sql()
+    qn = connection.ops.quote_name
+    table = qn(Job._meta.db_table)
+    images = qn(SourceImage._meta.db_table)
+    returning = rows_sql.columns(Job, Job._meta.db_table, connection)
+    if connection.vendor == "postgresql":
+        image_columns = rows_sql.columns(SourceImage, SourceImage._meta.db_table, connection)
+        sql = (
+            f"WITH changed AS ({sql} RETURNING {returning}) "  # noqa: S608  names from the models
+            f"SELECT changed.*, {image_columns} "
+            f"FROM changed JOIN {images} ON {images}.{qn('id')} = changed.{qn('source_image_id')}"
+        )
+    else:
+        image_of_job = f"{images}.{qn('id')} = {table}.{qn('source_image_id')}"
+        sql = (
+            f"{sql} RETURNING {returning}, "  # noqa: S608  names from the models
+            f"(SELECT {qn('original_filename')} FROM {images} WHERE {image_of_job}), "
+            f"(SELECT {qn('output_stem')} FROM {images} WHERE {image_of_job})"
+        )
+    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    count = rows_sql.width(Job)
+    job = rows_sql.instance(Job, row, connection)
+    if connection.vendor != "postgresql":
+        return job, row[count], row[count + 1]
+    image = rows_sql.instance(SourceImage, row, connection, offset=count)
+    Job.source_image.field.set_cached_value(job, image)
+    return job, image.original_filename, image.output_stem
+
+
+def _event_append(job: Job, *, event_type: str, payload: dict[str, Any]) -> JobEvent:
+    """Insert the job's next event, numbered in its batch's sequence (the batch lock, last)."""
+    connection = connections[Job.objects.db]
+    event = JobEvent(
+        job=job,
+        batch_id=job.batch_id,
+        seq=job.event_seq,
+        type=event_type,
+        payload=payload,
+        created_at=timezone.now(),
+    )
+    if connection.vendor != "postgresql":
+        event.batch_seq = batch_event_seq_next(batch_id=job.batch_id)
+        event.save(force_insert=True)
+        return event
+    # One statement: take the batch's next number (its row lock) and insert the event.
+    qn = connection.ops.quote_name
+    meta = JobEvent._meta
+    columns = ["job_id", "batch_id", "seq", "type", "payload", "created_at"]
+    params = [
+        meta.get_field(name).get_db_prep_save(getattr(event, name), connection) for name in columns
+    ]
+    batch_id = Batch._meta.pk.get_db_prep_value(job.batch_id, connection)
+    sql = (
+        f"WITH next AS (UPDATE {qn(Batch._meta.db_table)} SET {qn('event_seq')} = "  # noqa: S608
+        f"{qn('event_seq')} + 1 WHERE {qn('id')} = %s RETURNING {qn('event_seq')}) "
+        f"INSERT INTO {qn(meta.db_table)} "
+        f"({', '.join(qn(name) for name in columns)}, {qn('batch_seq')}) "
+        f"SELECT {', '.join(['%s'] * len(columns))}, next.{qn('event_seq')} FROM next "
+        f"RETURNING {qn('id')}, {qn('batch_seq')}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch_id, *params])
+        row = cursor.fetchone()
+    if row is None:
+        raise Batch.DoesNotExist(f"batch {job.batch_id} does not exist")
+    event.id, event.batch_seq = row
+    event._state.adding = False
+    event._state.db = connection.alias
+    return event
 
 
 def job_events_record_created(jobs: list[Job]) -> None:

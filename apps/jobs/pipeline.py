@@ -245,18 +245,32 @@ def _store_outputs(job: Job, outputs: list[Output]) -> None:
             face_count=glb_face_count(output.data) if output.format == "glb" else None,
             expired_at=None,
         )
-    # One statement for all outputs; a retried job's rows are updated in place (same ids).
-    Artifact.objects.bulk_create(
-        list(artifacts.values()),
-        update_conflicts=True,
-        unique_fields=["job", "kind", "format"],
-        update_fields=_ARTIFACT_UPDATED_FIELDS,
+
+    def artifacts_write(_job: Job) -> None:
+        # One statement for all outputs; a retried job's rows are updated in place (same ids).
+        Artifact.objects.bulk_create(
+            list(artifacts.values()),
+            update_conflicts=True,
+            unique_fields=["job", "kind", "format"],
+            update_fields=_ARTIFACT_UPDATED_FIELDS,
+        )
+
+    # The artifacts commit with the job's success (one transaction, no round trips of its
+    # own). A job that stopped running meanwhile (canceled, reaped) still gets its rows, in a
+    # transaction of their own, so its stored files stay known to downloads and cleanup.
+    finished = job_finish(
+        job.id, status=Job.Status.SUCCEEDED, message="Model ready", with_change=artifacts_write
     )
-    job_finish(job.id, status=Job.Status.SUCCEEDED, message="Model ready")
+    if finished is None:
+        with transaction.atomic():
+            artifacts_write(job)
 
 
-def job_finish(job_id, *, status: str, message: str = "") -> Job | None:
-    """End a running job in ``status`` (succeeded or canceled)."""
+def job_finish(job_id, *, status: str, message: str = "", with_change=None) -> Job | None:
+    """End a running job in ``status`` (succeeded or canceled).
+
+    ``with_change(job)`` runs in the same transaction if the job was still running.
+    """
     return job_change(
         job_id,
         changes={
@@ -268,6 +282,7 @@ def job_finish(job_id, *, status: str, message: str = "") -> Job | None:
             "message": message,
         },
         only_if=Q(status=Job.Status.RUNNING),
+        with_change=with_change,
     )
 
 

@@ -9,9 +9,11 @@ from typing import Any
 
 from django.conf import settings
 from django.core import signing
+from django.db import connections
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from apps.core import rows
 from apps.core.errors import NotFound, ServiceError
 from apps.jobs.models import Artifact, Job, JobEvent, WorkerHeartbeat
 
@@ -25,6 +27,7 @@ __all__ = [
     "artifacts_by_job",
     "artifacts_for_batch",
     "batch_finished",
+    "batch_status_for_owner",
     "batch_summary",
     "batches_for_owner",
     "events_for_batch",
@@ -35,7 +38,6 @@ __all__ = [
     "job_get_for_owner",
     "jobs_for_batch",
     "jobs_for_owner",
-    "model_artifacts_by_job",
     "queue_depths",
     "workers_alive_count",
 ]
@@ -72,11 +74,34 @@ class BatchSummary:
 
 
 def jobs_for_batch(*, batch_id) -> list[Job]:
-    return list(
-        Job.objects.filter(batch_id=batch_id)
-        .select_related("source_image")
-        .order_by("source_image__position", "created_at")
+    """The batch's jobs with their source images, in upload order.
+
+    ``Job.objects.filter(batch_id=…).select_related("source_image")
+    .order_by("source_image__position", "created_at")``, in SQL written once: every status
+    read runs it (decision 0018).
+    """
+    connection = connections[Job.objects.db]
+    image_model = Job._meta.get_field("source_image").related_model
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT {rows.columns(Job, 'j', connection)}, "  # noqa: S608  names from the models
+        f"{rows.columns(image_model, 'i', connection)} "
+        f"FROM {qn(Job._meta.db_table)} j "
+        f"JOIN {qn(image_model._meta.db_table)} i ON i.{qn('id')} = j.{qn('source_image_id')} "
+        f"WHERE j.{qn('batch_id')} = %s ORDER BY i.{qn('position')}, j.{qn('created_at')}"
     )
+    batch_pk = Job._meta.get_field("batch").target_field
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [batch_pk.get_db_prep_value(batch_id, connection)])
+        found = cursor.fetchall()
+    jobs = []
+    for row in found:
+        job = rows.instance(Job, row, connection)
+        Job.source_image.field.set_cached_value(
+            job, rows.instance(image_model, row, connection, offset=rows.width(Job))
+        )
+        jobs.append(job)
+    return jobs
 
 
 def batch_finished(*, batch_id) -> bool:
@@ -121,12 +146,64 @@ def artifacts_for_batch(*, batch_id, kind: str | None = None) -> QuerySet[Artifa
     )
 
 
-def model_artifacts_by_job(*, batch_id) -> dict:
-    """The batch's live model files by job id, for the status body (no joins beyond the job)."""
-    artifacts = Artifact.objects.filter(
-        job__batch_id=batch_id, kind=Artifact.Kind.MODEL, expired_at__isnull=True
-    ).order_by("format")
-    return {artifact.job_id: artifact for artifact in artifacts}
+def batch_status_for_owner(*, batch_id, owner) -> tuple[Any, list[Job], dict] | None:
+    """What a batch status shows, in one query: the owner's batch (None if it is not theirs),
+    its jobs as :func:`jobs_for_batch` gives them, and its live model files by job id (the last
+    format in name order when a job has several). Every status read runs it (decision 0018)."""
+    # The stored files' names are not shown; leaving them out also spares building a file
+    # object per row (django-cleanup's post_init handler reads every file field it sees).
+    files = _NO_FILE
+    owner_id = getattr(owner, "pk", owner)
+    if owner_id is None:
+        return None
+    connection = connections[Job.objects.db]
+    batch_model = Job._meta.get_field("batch").related_model
+    image_model = Job._meta.get_field("source_image").related_model
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT {rows.columns(batch_model, 'b', connection)}, "  # noqa: S608  model names
+        f"{rows.columns(Job, 'j', connection)}, "
+        f"{rows.columns(image_model, 'i', connection, files)}, "
+        f"{rows.columns(Artifact, 'a', connection, files)} "
+        f"FROM {qn(batch_model._meta.db_table)} b "
+        f"LEFT JOIN {qn(Job._meta.db_table)} j ON j.{qn('batch_id')} = b.{qn('id')} "
+        f"LEFT JOIN {qn(image_model._meta.db_table)} i ON i.{qn('id')} = j.{qn('source_image_id')} "
+        f"LEFT JOIN {qn(Artifact._meta.db_table)} a ON a.{qn('job_id')} = j.{qn('id')} "
+        f"AND a.{qn('kind')} = %s AND a.{qn('expired_at')} IS NULL "
+        f"WHERE b.{qn('id')} = %s AND b.{qn('owner_id')} = %s "
+        f"ORDER BY i.{qn('position')}, j.{qn('created_at')}, a.{qn('format')}"
+    )
+    batch_pk = batch_model._meta.pk.get_db_prep_value(batch_id, connection)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [Artifact.Kind.MODEL.value, batch_pk, owner_id])
+        found = cursor.fetchall()
+    if not found:
+        return None
+    job_at = rows.width(batch_model)
+    image_at = job_at + rows.width(Job)
+    artifact_at = image_at + rows.width(image_model, files)
+    batch = rows.instance(batch_model, found[0], connection)
+    jobs: list[Job] = []
+    models: dict = {}
+    for row in found:
+        if row[job_at + _JOB_ID_INDEX] is None:
+            continue  # a batch without jobs: one row, all job columns NULL
+        if not jobs or jobs[-1].pk != row[job_at + _JOB_ID_INDEX]:
+            job = rows.instance(Job, row, connection, offset=job_at)
+            image = rows.instance(image_model, row, connection, offset=image_at, defer=files)
+            Job.source_image.field.set_cached_value(job, image)
+            jobs.append(job)
+        if row[artifact_at + _ARTIFACT_ID_INDEX] is not None:
+            artifact = rows.instance(Artifact, row, connection, offset=artifact_at, defer=files)
+            models[artifact.job_id] = artifact  # rows come in format order: the last one wins
+    return batch, jobs, models
+
+
+_NO_FILE = frozenset({"file"})
+_JOB_ID_INDEX = [field.attname for field in Job._meta.concrete_fields].index("id")
+_ARTIFACT_ID_INDEX = [
+    field.attname for field in Artifact._meta.concrete_fields if field.attname not in _NO_FILE
+].index("id")
 
 
 def artifact_get_for_owner(*, artifact_id, owner) -> Artifact | None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from django.db import connections
 from django.db.models import QuerySet
 
+from apps.core import rows
 from apps.uploads.models import Batch, SourceImage
 
 __all__ = [
@@ -15,8 +17,24 @@ __all__ = [
 
 
 def batch_get_for_owner(*, batch_id, owner) -> Batch | None:
-    """The owner's batch, or None (someone else's batch is as absent as a missing one)."""
-    return Batch.objects.filter(pk=batch_id, owner=owner).first()
+    """The owner's batch, or None (someone else's batch is as absent as a missing one).
+
+    In SQL written once: every status read and stream starts here (decision 0018).
+    """
+    owner_id = getattr(owner, "pk", owner)
+    if owner_id is None:
+        return None
+    connection = connections[Batch.objects.db]
+    qn = connection.ops.quote_name
+    sql = (
+        f"SELECT {rows.columns(Batch, 'b', connection)} "  # noqa: S608  names from the models
+        f"FROM {qn(Batch._meta.db_table)} b WHERE b.{qn('id')} = %s AND b.{qn('owner_id')} = %s"
+    )
+    params = [Batch._meta.pk.get_db_prep_value(batch_id, connection), owner_id]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else rows.instance(Batch, row, connection)
 
 
 def batch_list_for_owner(*, owner) -> QuerySet[Batch]:
