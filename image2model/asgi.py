@@ -14,10 +14,11 @@ from django.urls import re_path  # noqa: E402
 
 from apps.core.websocket import AllowedHostsOrNoOriginValidator  # noqa: E402
 from apps.jobs.routing import http_routes, websocket_routes  # noqa: E402
-from image2model.daphne_patch import daphne_form_parsing_off  # noqa: E402
+from image2model.daphne_patch import daphne_body_fed_lazily, daphne_form_parsing_off  # noqa: E402
 from image2model.embedded import embedded_workers_start  # noqa: E402
 
 daphne_form_parsing_off()
+daphne_body_fed_lazily()
 
 application = ProtocolTypeRouter(
     {
