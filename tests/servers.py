@@ -158,3 +158,19 @@ def worker_env(fal_base: str, media_root) -> dict[str, str]:
         }
     )
     return env
+
+
+def services_env(media: Path, **extra: str) -> dict[str, str]:
+    """The environment of a daphne process started by a test in services mode: the test
+    database (whose rows the test commits), the test Redis prefix, its own media folder."""
+    env = dict(os.environ)
+    env.update(
+        {
+            "DJANGO_ENV": "test",
+            "DATABASE_URL": process_database_url(),
+            "MEDIA_ROOT": str(media),
+            "PYTHONUNBUFFERED": "1",
+            **extra,
+        }
+    )
+    return env

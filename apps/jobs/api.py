@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest
@@ -51,36 +50,13 @@ class BatchUploadOut(Schema):
     websocket_url: str
 
 
-def _params_from_form(raw: str | None) -> dict[str, Any]:
-    if raw is None or not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise services.ParamsInvalid(
-            "params must be a JSON object",
-            details={
-                "validation_errors": [
-                    {
-                        "field": "body -> params",
-                        "message": "must be a JSON object",
-                        "type": "type_error",
-                    }
-                ]
-            },
-        )
-    return value
-
-
 def _upload(request: HttpRequest, files: list[UploadedFile], model, face_limit, params):
     batch, jobs = services.batch_submit(
         owner=request.owner,
         api_key=request.api_key,
         files=[IncomingFile(name=upload.name or "", stream=upload) for upload in files],
         generator_id=model,
-        params=_params_from_form(params),
+        params=services.params_from_text(params, field="body -> params"),
         face_limit=face_limit,
     )
     token = account_services.stream_token_sign(

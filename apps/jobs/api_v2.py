@@ -236,25 +236,6 @@ def _owned_job(request: HttpRequest, job_id: UUID):
     return job
 
 
-def _params(raw: str | None) -> dict[str, Any]:
-    if raw is None or not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        value = None
-    if not isinstance(value, dict):
-        raise services.ParamsInvalid(
-            "params must be a JSON object.",
-            details={
-                "validation_errors": [
-                    {"field": "params", "message": "must be a JSON object", "type": "type_error"}
-                ]
-            },
-        )
-    return value
-
-
 def _request_hash(files: list[UploadedFile], generator: str | None, params: dict) -> str:
     """What makes two creates the same request: the files' names and bytes, generator, params."""
     digest = hashlib.sha256()
@@ -371,7 +352,7 @@ def batch_create(
     generator: Form[str | None] = None,
     params: Form[str | None] = None,
 ):
-    cleaned = _params(params)
+    cleaned = services.params_from_text(params)
     wait = _prefer_wait(request)
     key = request.headers.get("Idempotency-Key")
     record = None

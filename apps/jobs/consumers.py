@@ -359,10 +359,6 @@ class EventStreamConsumer(_FeedStream, AsyncHttpConsumer):
         await self.leave()
 
 
-class JobEventStreamConsumer(EventStreamConsumer):
-    kind = "job"
-
-
 class V1EventStreamConsumer(EventStreamConsumer):
     """SSE of API v1: like every v1 answer, it says its version and points to v2."""
 

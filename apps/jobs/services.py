@@ -6,6 +6,7 @@ sees a job whose transaction has not committed.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import timedelta
 from typing import Any
@@ -49,6 +50,7 @@ __all__ = [
     "job_retry",
     "jobs_files_delete",
     "jobs_reap",
+    "params_from_text",
 ]
 
 logger = logging.getLogger("image2model.jobs")
@@ -60,6 +62,26 @@ class ParamsInvalid(ServiceError):
     status_code = 422
     error_code = "VALIDATION_ERROR"
     problem_code = "INVALID_PARAMS"
+
+
+def params_from_text(raw: str | None, *, field: str = "params") -> dict[str, Any]:
+    """The ``params`` form field of an upload: empty, or a JSON object (ParamsInvalid else)."""
+    if raw is None or not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        value = None
+    if not isinstance(value, dict):
+        raise ParamsInvalid(
+            "params must be a JSON object",
+            details={
+                "validation_errors": [
+                    {"field": field, "message": "must be a JSON object", "type": "type_error"}
+                ]
+            },
+        )
+    return value
 
 
 def generator_params_clean(

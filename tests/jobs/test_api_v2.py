@@ -4,7 +4,6 @@ cursor lists, cancel/retry/delete, generators, version headers."""
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
 
@@ -15,7 +14,7 @@ from django.test import Client
 from apps.jobs.models import Artifact, IdempotencyRecord, Job, JobEvent
 from apps.uploads.models import Batch
 from tests.conftest import named, sample, wait_for_jobs
-from tests.servers import Server, process_database_url
+from tests.servers import Server, services_env
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -299,15 +298,7 @@ def test_every_api_response_says_its_version_and_v1_points_to_v2(alice_api):
 def live(django_db_setup, django_db_blocker, tmp_path_factory):
     media = tmp_path_factory.mktemp("v2-media")
     with django_db_blocker.unblock():
-        env = dict(os.environ)
-        env.update(
-            {
-                "DJANGO_ENV": "test",
-                "DATABASE_URL": process_database_url(),
-                "MEDIA_ROOT": str(media),
-                "PYTHONUNBUFFERED": "1",
-            }
-        )
+        env = services_env(media)
     server = Server(env, tmp_path_factory.mktemp("v2-logs") / "server.log")
     yield server
     server.stop()

@@ -15,7 +15,7 @@ from django.conf import settings as django_settings
 
 from apps.jobs.models import Job, JobEvent
 from tests.conftest import sample
-from tests.servers import Server, process_database_url
+from tests.servers import Server, services_env
 from tests.sse import parse, read_stream
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
@@ -27,20 +27,7 @@ def server_media(tmp_path_factory):
 
 
 def server_env(media) -> dict[str, str]:
-    import os
-
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_ENV": "test",
-            "DATABASE_URL": process_database_url(),
-            "MEDIA_ROOT": str(media),
-            "SSE_HEARTBEAT_SECONDS": "1",
-            "STREAM_POLL_SECONDS": "0.5",
-            "PYTHONUNBUFFERED": "1",
-        }
-    )
-    return env
+    return services_env(media, SSE_HEARTBEAT_SECONDS="1", STREAM_POLL_SECONDS="0.5")
 
 
 @pytest.fixture(scope="module")

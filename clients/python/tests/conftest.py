@@ -13,7 +13,7 @@ import dramatiq
 import pytest
 
 from tests.conftest import alice, alice_key, bob, bob_key, broker  # noqa: F401  fixtures
-from tests.servers import Server, process_database_url
+from tests.servers import Server, services_env
 
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
 
@@ -23,19 +23,7 @@ def photo(name: str) -> Path:
 
 
 def live_env(media: Path, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        {
-            "DJANGO_ENV": "test",
-            "DATABASE_URL": process_database_url(),
-            "MEDIA_ROOT": str(media),
-            "SSE_HEARTBEAT_SECONDS": "1",
-            "STREAM_POLL_SECONDS": "0.2",
-            "PYTHONUNBUFFERED": "1",
-            **extra,
-        }
-    )
-    return env
+    return services_env(media, SSE_HEARTBEAT_SECONDS="1", STREAM_POLL_SECONDS="0.2", **extra)
 
 
 @pytest.fixture(scope="session")
