@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from ninja.security import HttpBearer
 from ninja.utils import check_csrf
 
-from apps.accounts import selectors, services
+from apps.accounts import key_cache, selectors, services
 from apps.accounts.limits import rate_limit
 from apps.core.errors import Forbidden, NotAuthenticated
 
@@ -34,8 +34,18 @@ class ApiKeyOrSession(HttpBearer):
 
     def __call__(self, request: HttpRequest) -> Any:
         principal = self._authenticate(request)
-        if self.limit_group:
-            rate_limit(request, self.limit_group)
+        remembered = getattr(request, "api_key_remembered", None)
+        try:
+            if self.limit_group:
+                rate_limit(request, self.limit_group)
+        finally:
+            if remembered is not None:
+                # Confirmed against the auth version the rate limit's command just read (one
+                # round trip for both); a stale key is read again, and a revoked one answers
+                # 401 rather than 429.
+                principal = self._confirm(request, *remembered)
+        if request.api_key is not None:
+            self._authorize(request, request.api_key)
         return principal
 
     def _authenticate(self, request: HttpRequest) -> Any:
@@ -57,13 +67,25 @@ class ApiKeyOrSession(HttpBearer):
         raise NotAuthenticated("Not authenticated")
 
     def authenticate(self, request: HttpRequest, token: str) -> Any:
-        api_key = selectors.api_key_authenticate(token)
-        if self.scope not in api_key.scopes:
-            raise Forbidden(f"API key lacks the '{self.scope}' scope")
-        services.api_key_touch(api_key=api_key)
+        api_key, version = selectors.api_key_authenticate_remembered(token)
+        request.api_key_remembered = (token, version) if version is not None else None
         request.api_key = api_key
         request.owner = api_key.owner
         return api_key
+
+    def _confirm(self, request: HttpRequest, token: str, version: int) -> Any:
+        current = getattr(request, "auth_version", None)
+        fresh = selectors.api_key_confirm(token, version, current)
+        if fresh is not None:
+            request.api_key = fresh
+            request.owner = fresh.owner
+        return request.api_key
+
+    def _authorize(self, request: HttpRequest, api_key: Any) -> None:
+        if self.scope not in api_key.scopes:
+            raise Forbidden(f"API key lacks the '{self.scope}' scope")
+        services.api_key_touch(api_key=api_key)
+        key_cache.note_last_used(api_key)
 
 
 def anonymous_rate_limit(request: HttpRequest) -> None:

@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.core.cache import caches
 from django.http import HttpRequest
 from django_ratelimit.core import (
     EXPIRATION_FUDGE,
@@ -18,6 +17,7 @@ from django_ratelimit.core import (
     get_usage,
 )
 
+from apps.accounts import key_cache
 from apps.core.errors import ServiceError
 
 logger = logging.getLogger("image2model.accounts")
@@ -76,29 +76,35 @@ def _usage(request: HttpRequest, group: str, rate: str) -> dict | None:
     """django-ratelimit's ``get_usage(…, increment=True)``: same key, window and counter.
 
     On the Redis cache the counter is created and incremented in one round trip instead of
-    django-ratelimit's three (every API request pays for it); other caches use get_usage.
+    django-ratelimit's three (every API request pays for it), and the same command reads the
+    auth version (``usage["auth_version"]``, see key_cache); other caches use get_usage.
     """
-    cache = caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
-    if not hasattr(cache, "incr_in_window"):
+    cache = key_cache.auth_cache()
+    if not hasattr(cache, "incr_in_window_and_get"):
         return get_usage(request, group=group, key=_identity, rate=rate, increment=True)
     limit, period = _split_rate(rate)
     value = _identity(group, request)
     window = _get_window(value, period)
     key = _make_cache_key(group, window, rate, value, get_usage.ALL)
-    count = cache.incr_in_window(key, period + EXPIRATION_FUDGE)
+    count, version = cache.incr_in_window_and_get(
+        key, period + EXPIRATION_FUDGE, key_cache.VERSION_KEY
+    )
     return {
         "count": count,
         "limit": limit,
         "should_limit": count > limit,
         "time_left": window - int(time.time()),
+        "auth_version": version,
     }
 
 
 def rate_limit(request: HttpRequest, group: str) -> Usage | None:
     """Count this request in its group; raise RateLimited (429) past the limit.
 
-    The usage is kept on the request so the response carries the RateLimit headers too.
+    The usage is kept on the request so the response carries the RateLimit headers too, and
+    the auth version read with it as ``request.auth_version`` (None when not read).
     """
+    request.auth_version = None
     if not settings.RATELIMIT_ENABLE:
         return None
     rate = _rate(group, request)
@@ -109,6 +115,7 @@ def rate_limit(request: HttpRequest, group: str) -> Usage | None:
         return None
     if usage is None:
         return None
+    request.auth_version = usage.get("auth_version")
     info = Usage(
         limit=usage["limit"],
         remaining=max(0, usage["limit"] - usage["count"]),

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 from django.db import connections
 
+from apps.accounts import key_cache
 from apps.accounts.keys import STREAM_TOKEN_SALT, key_split, secret_matches
 from apps.accounts.models import ApiKey
 from apps.core import rows
 from apps.core.errors import NotAuthenticated
 
-__all__ = ["api_key_authenticate", "api_key_list_for_owner", "stream_token_user"]
+__all__ = [
+    "api_key_authenticate",
+    "api_key_authenticate_remembered",
+    "api_key_confirm",
+    "api_key_list_for_owner",
+    "stream_token_user",
+]
 
 # Compared against when the prefix is unknown, so a miss costs the same time as a hit.
 _DUMMY_HASH = "0" * 64
@@ -24,13 +31,54 @@ def api_key_authenticate(key: str) -> ApiKey:
     api_key = _api_key_with_owner(prefix)
     if not secret_matches(secret, api_key.secret_hash if api_key else _DUMMY_HASH):
         raise NotAuthenticated("Invalid API key")
+    _check_usable(api_key)
+    return api_key
+
+
+def _check_usable(api_key: ApiKey) -> None:
     if api_key.is_revoked:
         raise NotAuthenticated("API key has been revoked")
     if api_key.is_expired:
         raise NotAuthenticated("API key has expired")
     if not api_key.owner.is_active:
         raise NotAuthenticated("Invalid API key")
-    return api_key
+
+
+def api_key_authenticate_remembered(key: str) -> tuple[ApiKey, int | None]:
+    """``api_key_authenticate`` from this process's memory when it can (decision 0020).
+
+    Returns the key and the auth version it was remembered under, which the caller must
+    confirm with ``api_key_confirm`` against the version read after it; ``None`` means the key
+    was read from the database just now and needs no confirming. Secret, revocation, expiry and
+    the owner's state are checked either way; revocation times and expiry by the clock.
+    """
+    parts = key_split(key.strip())
+    entry = key_cache.recall(parts[0]) if parts is not None else None
+    if entry is None:
+        # Read before the row, so a change after the read shows as a new version.
+        version = key_cache.version_current() if parts is not None else None
+        api_key = api_key_authenticate(key)
+        if version is not None:
+            key_cache.remember(api_key, version)
+        return key_cache.fresh_copy(api_key), None
+    if not secret_matches(parts[1], entry.api_key.secret_hash):
+        raise NotAuthenticated("Invalid API key")
+    _check_usable(entry.api_key)
+    return key_cache.fresh_copy(entry.api_key), entry.version
+
+
+def api_key_confirm(key: str, remembered: int, current: int | None) -> ApiKey | None:
+    """None when a key remembered under version ``remembered`` still holds at ``current`` (the
+    version read after it); else the key read again from the database (or NotAuthenticated)."""
+    if current is not None and current == remembered:
+        return None
+    parts = key_split(key.strip())
+    if parts is not None:
+        key_cache.forget(parts[0])
+    api_key = api_key_authenticate(key)
+    if current is not None:  # read before this row, so it may be remembered under it
+        key_cache.remember(api_key, current)
+    return key_cache.fresh_copy(api_key)
 
 
 def _api_key_with_owner(prefix: str) -> ApiKey | None:

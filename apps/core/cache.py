@@ -11,11 +11,12 @@ from django.utils.functional import cached_property
 _clients: dict[tuple[str, ...], RedisCacheClient] = {}
 _clients_lock = threading.Lock()
 _scripts: dict[int, Any] = {}  # the registered Lua script, per shared client (one per process)
-# INCR, and a TTL for a counter the INCR created (so a counter never outlives its window).
-_INCR_IN_WINDOW = """
+# INCR, a TTL for a counter the INCR created (so a counter never outlives its window), and the
+# value of a second key, read in the same round trip.
+_INCR_IN_WINDOW_AND_GET = """
 local count = redis.call('INCR', KEYS[1])
 if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
-return count
+return {count, redis.call('GET', KEYS[2])}
 """
 
 
@@ -37,17 +38,23 @@ class SharedPoolRedisCache(RedisCache):
                 client = _clients[key] = self._class(self._servers, **self._options)
         return client
 
-    def incr_in_window(self, key: str, timeout: int) -> int:
-        """Add 1 to the counter ``key`` and return its new value; a counter created by this
-        call lives ``timeout`` seconds. One command (a Lua script, atomic in Redis).
+    def incr_in_window_and_get(self, key: str, timeout: int, other: str) -> tuple[int, int | None]:
+        """Add 1 to the counter ``key`` and return its new value, with the integer stored at
+        ``other`` (None when missing or not an integer). A counter created by this call lives
+        ``timeout`` seconds. One command (a Lua script, atomic in Redis).
 
-        What django-ratelimit does with ``add`` then ``incr`` (three commands: SET NX, EXISTS,
-        INCRBY); the counter holds the same value under the same key.
+        The counter is what django-ratelimit keeps with ``add`` then ``incr`` (three commands:
+        SET NX, EXISTS, INCRBY): the same value under the same key.
         """
         script = _scripts.get(id(self._cache))
         if script is None:
             # The script keeps its redis-py client (thread-safe, on the shared pool): making
             # one per call, as RedisCacheClient.get_client does, costs more than the command.
             client = self._cache.get_client(write=True)
-            script = _scripts[id(self._cache)] = client.register_script(_INCR_IN_WINDOW)
-        return int(script(keys=[self.make_key(key)], args=[timeout]))
+            script = _scripts[id(self._cache)] = client.register_script(_INCR_IN_WINDOW_AND_GET)
+        count, value = script(keys=[self.make_key(key), self.make_key(other)], args=[timeout])
+        try:
+            number = int(value) if value is not None else None  # Django stores ints as digits
+        except ValueError:
+            number = None
+        return int(count), number

@@ -135,11 +135,21 @@ def test_the_rate_limit_counter_is_django_ratelimits(alice_key):
     assert limits._usage(request, group, "5/m")["should_limit"]
 
 
-def test_a_counter_made_by_the_script_expires(settings):
-    if not hasattr(cache, "incr_in_window"):
+def test_a_counter_made_by_the_script_expires_and_reads_the_other_key(settings):
+    if not hasattr(cache, "incr_in_window_and_get"):
         pytest.skip("the Redis cache only")
-    key = "rl:hand-written-sql-ttl"
-    assert [cache.incr_in_window(key, 30) for _ in range(3)] == [1, 2, 3]
+    key, other = "rl:hand-written-sql-ttl", "rl:hand-written-sql-other"
+    cache.delete(other)
+    assert cache.incr_in_window_and_get(key, 30, other) == (1, None)
+    cache.set(other, 4242, timeout=None)
+    assert [cache.incr_in_window_and_get(key, 30, other) for _ in range(2)] == [
+        (2, 4242),
+        (3, 4242),
+    ]
+    cache.set(other, "not a number")
+    assert cache.incr_in_window_and_get(key, 30, other) == (4, None)
     client = cache._cache.get_client(write=True)
     assert 0 < client.ttl(cache.make_key(key)) <= 30
+    assert cache.get(key) == 4  # the counter django-ratelimit reads
     cache.delete(key)
+    cache.delete(other)
