@@ -55,12 +55,25 @@ def wait_until_readable(ended: Iterable[psycopg.Connection]) -> None:
         assert time.monotonic() < deadline, "the ended sessions' sockets never became readable"
 
 
-def backend_pid() -> int:
-    """The server process behind Django's connection, taken from the pool and handed back."""
-    with connection.cursor() as cursor:
+@pytest.fixture
+def own():
+    """Django's wrapper of the test database with a pool of its own (pools are per alias), so
+    no other thread of the test run takes or hands back its connections while a test counts
+    them."""
+    default = connections["default"]
+    wrapper = type(default)({**default.settings_dict}, alias="pool_check")
+    assert wrapper.pool is not None and wrapper.pool is not default.pool
+    yield wrapper
+    wrapper.close()
+    wrapper.close_pool()
+
+
+def backend_pid(wrapper) -> int:
+    """The server process behind the wrapper's connection, taken from the pool and handed back."""
+    with wrapper.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         pid = cursor.fetchone()[0]
-    connection.close()
+    wrapper.close()
     return pid
 
 
@@ -126,32 +139,32 @@ def test_a_connection_inside_a_transaction_fails_the_check():
         assert is_open_and_idle(conn)
 
 
-def test_django_replaces_the_pooled_connections_the_server_ended(admin):
+def test_django_replaces_the_pooled_connections_the_server_ended(admin, own):
     assert type(connections["default"]).__module__ == "apps.core.db.postgresql.base"
-    old_pid = backend_pid()
-    pooled = idle_connections(connection.pool)
+    old_pid = backend_pid(own)
+    pooled = idle_connections(own.pool)
     pids = {conn.info.backend_pid for conn in pooled}
     assert old_pid in pids
-    discarded_before = connection.pool.get_stats().get("returns_bad", 0)
+    discarded_before = own.pool.get_stats().get("returns_bad", 0)
 
     terminate(admin, pids)
     wait_until_readable(pooled)
 
-    new_pid = backend_pid()
+    new_pid = backend_pid(own)
     assert new_pid not in pids
     # Every ended connection was taken, found out and handed back to be discarded.
-    discarded = connection.pool.get_stats().get("returns_bad", 0) - discarded_before
+    discarded = own.pool.get_stats().get("returns_bad", 0) - discarded_before
     assert discarded == len(pids)
 
 
-def test_a_healthy_checkout_costs_no_round_trip_before_the_query(tmp_path):
+def test_a_healthy_checkout_costs_no_round_trip_before_the_query(tmp_path, own):
     assert type(connections["default"]).__module__ == "apps.core.db.postgresql.base"
-    backend_pid()  # the pool is open and holds its connections
-    with wire_traces(idle_connections(connection.pool), tmp_path) as traces:
-        with connection.cursor() as cursor:
+    backend_pid(own)  # the pool is open and holds its connections
+    with wire_traces(idle_connections(own.pool), tmp_path) as traces:
+        with own.cursor() as cursor:
             cursor.execute("SELECT 1")
             assert cursor.fetchone() == (1,)
-        connection.close()
+        own.close()
     assert round_trips(traces) == 1  # the query's own: psycopg's check would add an empty query
 
 
