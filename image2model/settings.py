@@ -10,6 +10,7 @@ Two run modes are chosen by configuration alone:
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -249,6 +250,12 @@ WORKER_METRICS_HOST = env.str("WORKER_METRICS_HOST", default="127.0.0.1")
 WORKER_METRICS_DIR = Path(env.str("WORKER_METRICS_DIR", default=str(DATA_DIR / "worker-metrics")))
 if REDIS_URL and WORKER_METRICS_PORT and sys.argv[1:2] == ["rundramatiq"]:
     worker_metrics.prepare(WORKER_METRICS_DIR, WORKER_METRICS_HOST, WORKER_METRICS_PORT)
+# An idle worker polls Redis for messages, backing off up to Dramatiq's worker timeout (1 s by
+# default): a job sent to an idle worker waited 0.5-0.8 s before it started. The worker
+# processes rundramatiq starts read it from their environment (dramatiq.worker).
+WORKER_IDLE_POLL_MS = env.int("WORKER_IDLE_POLL_MS", default=100)
+if sys.argv[1:2] == ["rundramatiq"]:
+    os.environ.setdefault("dramatiq_worker_timeout", str(WORKER_IDLE_POLL_MS))
 if worker_metrics.enabled():
     DRAMATIQ_BROKER["MIDDLEWARE"].append(worker_metrics.MIDDLEWARE)
 DRAMATIQ_AUTODISCOVER_MODULES = ["actors"]

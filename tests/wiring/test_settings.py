@@ -60,3 +60,27 @@ def test_an_unknown_environment_name_is_refused():
     result = start_django(DJANGO_ENV="prod")
     assert result.returncode != 0
     assert "DJANGO_ENV" in result.stderr
+
+
+def test_rundramatiq_workers_poll_an_idle_queue_every_100_ms():
+    """rundramatiq execs the dramatiq CLI, whose worker processes take the idle poll interval
+    from their environment; Dramatiq's own default (1 s) delayed the first job after a pause."""
+    shown = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; sys.argv = ['manage.py', 'rundramatiq']; import django; django.setup(); "
+            "import dramatiq.worker; print(dramatiq.worker.WORKER_TIMEOUT)",
+        ],
+        cwd=ROOT,
+        env={
+            **{k: v for k, v in os.environ.items() if k != "dramatiq_worker_timeout"},
+            "DJANGO_SETTINGS_MODULE": "image2model.settings",
+            "WORKER_METRICS_PORT": "0",
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert shown.stdout.split() == ["100"]
