@@ -175,7 +175,9 @@ else:
     # With the pool, this would be the pool's check on hand-out: an empty query, one more round
     # trip per request and job step. Our backend's check replaces it (decision 0019). Without the
     # pool, it is Django's check of a persistent connection at the start of each request.
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = not DATABASE_POOL
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = not (
+        DATABASE_POOL and DATABASES["default"]["ENGINE"] == "apps.core.db.postgresql"
+    )
     if DATABASE_POOL:
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "min_size": env.int("DATABASE_POOL_MIN_SIZE", default=2),
@@ -254,6 +256,11 @@ if REDIS_URL and WORKER_METRICS_PORT and sys.argv[1:2] == ["rundramatiq"]:
 # default): a job sent to an idle worker waited 0.5-0.8 s before it started. The worker
 # processes rundramatiq starts read it from their environment (dramatiq.worker).
 WORKER_IDLE_POLL_MS = env.int("WORKER_IDLE_POLL_MS", default=100)
+if WORKER_IDLE_POLL_MS < 10:
+    raise ImproperlyConfigured(
+        f"WORKER_IDLE_POLL_MS must be at least 10 (milliseconds), not {WORKER_IDLE_POLL_MS}: "
+        "lower values keep the worker's threads spinning."
+    )
 if sys.argv[1:2] == ["rundramatiq"]:
     os.environ.setdefault("dramatiq_worker_timeout", str(WORKER_IDLE_POLL_MS))
 if worker_metrics.enabled():

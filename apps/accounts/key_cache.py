@@ -49,6 +49,12 @@ def auth_cache():
     return caches[getattr(settings, "RATELIMIT_USE_CACHE", "default")]
 
 
+def usable() -> bool:
+    """Whether a request can confirm a remembered key: rate limits on, on a cache whose one
+    command also reads the version (the Redis cache; not the embedded mode's local memory)."""
+    return settings.RATELIMIT_ENABLE and hasattr(auth_cache(), "incr_in_window_and_get")
+
+
 def recall(prefix: str) -> Remembered | None:
     entry = _remembered.get(prefix)
     if entry is not None and time.monotonic() - entry.stored_at > MAX_AGE_SECONDS:

@@ -49,22 +49,29 @@ def api_key_authenticate_remembered(key: str) -> tuple[ApiKey, int | None]:
 
     Returns the key and the auth version it was remembered under, which the caller must
     confirm with ``api_key_confirm`` against the version read after it; ``None`` means the key
-    was read from the database just now and needs no confirming. Secret, revocation, expiry and
-    the owner's state are checked either way; revocation times and expiry by the clock.
+    was read from the database just now and needs no confirming. Only a key that passes every
+    check (secret, revocation and grace by the clock, expiry, the owner's state) is taken from
+    memory; any failure is decided by the database row, as without the memory.
     """
     parts = key_split(key.strip())
     entry = key_cache.recall(parts[0]) if parts is not None else None
-    if entry is None:
-        # Read before the row, so a change after the read shows as a new version.
-        version = key_cache.version_current() if parts is not None else None
-        api_key = api_key_authenticate(key)
-        if version is not None:
-            key_cache.remember(api_key, version)
-        return key_cache.fresh_copy(api_key), None
-    if not secret_matches(parts[1], entry.api_key.secret_hash):
-        raise NotAuthenticated("Invalid API key")
-    _check_usable(entry.api_key)
-    return key_cache.fresh_copy(entry.api_key), entry.version
+    if entry is not None:
+        api_key = entry.api_key
+        usable = (
+            secret_matches(parts[1], api_key.secret_hash)
+            and not api_key.is_revoked
+            and not api_key.is_expired
+            and api_key.owner.is_active
+        )
+        if usable:
+            return key_cache.fresh_copy(api_key), entry.version
+        key_cache.forget(parts[0])
+    # Read before the row, so a change after the read shows as a new version.
+    version = key_cache.version_current() if parts is not None else None
+    api_key = api_key_authenticate(key)
+    if version is not None:
+        key_cache.remember(api_key, version)
+    return key_cache.fresh_copy(api_key), None
 
 
 def api_key_confirm(key: str, remembered: int, current: int | None) -> ApiKey | None:

@@ -74,7 +74,11 @@ def test_rundramatiq_workers_poll_an_idle_queue_every_100_ms():
         ],
         cwd=ROOT,
         env={
-            **{k: v for k, v in os.environ.items() if k != "dramatiq_worker_timeout"},
+            **{
+                k: v
+                for k, v in os.environ.items()
+                if k not in {"dramatiq_worker_timeout", "WORKER_IDLE_POLL_MS"}
+            },
             "DJANGO_SETTINGS_MODULE": "image2model.settings",
             "WORKER_METRICS_PORT": "0",
         },

@@ -59,11 +59,18 @@ class DatabaseWrapper(PostgreSQLDatabaseWrapper):
         attempts = pool.max_size + 1
         for _ in range(attempts):
             connection = super().get_new_connection(conn_params)
-            if is_open_and_idle(connection):
+            try:
+                usable = is_open_and_idle(connection)
+            except BaseException:
+                usable = False
+                raise
+            finally:
+                if not usable:
+                    # The pool discards a closed connection handed back and opens a new one.
+                    connection.close()
+                    pool.putconn(connection)
+            if usable:
                 return connection
-            # The pool discards a closed connection handed back and opens a new one.
-            connection.close()
-            pool.putconn(connection)
         raise psycopg.OperationalError(
             f"The connection pool handed out {attempts} connections in a row that could not "
             "take a query (closed by the database server, or inside a transaction); is the "
