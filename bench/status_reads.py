@@ -1,7 +1,8 @@
 """Figure 1: batch status reads against a trivial JSON view on the same daphne process.
 
-``GET /api/v1/status/tasks/{id}/status`` with a Bearer key (key lookup, rate limit on the
-Redis cache, batch, jobs and artifacts from PostgreSQL) beside ``GET /health`` (a Django view
+``GET /api/v1/status/tasks/{id}/status`` with a Bearer key (the key remembered after its first
+use and confirmed by the rate limit's Redis command, then the batch, its jobs and artifacts from
+PostgreSQL in one query) beside ``GET /health`` (a Django view
 that returns a constant dict through the same middleware). Requests go over a fixed number of
 keep-alive connections; rounds of the two alternate, and each figure is the median of rounds.
 """

@@ -93,6 +93,25 @@ def worker(broker):
     worker.stop()
 
 
+@pytest.fixture
+def start_worker(broker, media_root):
+    """Start a real worker (threads of this process) when the test says so, for example after
+    its streams are open; stopped at the end of the test."""
+    from apps.jobs import actors  # noqa: F401  registers the actors on the broker
+
+    workers = []
+
+    def start():
+        worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
+        worker.start()
+        workers.append(worker)
+        return worker
+
+    yield start
+    for worker in workers:
+        worker.stop()
+
+
 def wait_for_jobs(broker, worker, timeout_ms: int = 120_000) -> None:
     """Block until every message of the generation queue is processed."""
     broker.join("generation", timeout=timeout_ms)

@@ -79,7 +79,7 @@ class ApiKeyOrSession(HttpBearer):
         return api_key
 
     def _confirm(self, request: HttpRequest, token: str, version: int) -> Any:
-        current = getattr(request, "auth_version", None)
+        current = request.auth_version
         fresh = selectors.api_key_confirm(token, version, current)
         if fresh is not None:
             request.api_key = fresh

@@ -110,7 +110,7 @@ def version_current() -> int | None:
     return version if isinstance(version, int) else None
 
 
-def version_bump(**_: object) -> None:
+def version_bump() -> None:
     """A new auth version: every process reads its remembered keys again."""
     try:
         auth_cache().set(VERSION_KEY, _new_version(), timeout=None)

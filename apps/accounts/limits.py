@@ -102,9 +102,8 @@ def rate_limit(request: HttpRequest, group: str) -> Usage | None:
     """Count this request in its group; raise RateLimited (429) past the limit.
 
     The usage is kept on the request so the response carries the RateLimit headers too, and
-    the auth version read with it as ``request.auth_version`` (None when not read).
+    the auth version read with it as ``request.auth_version`` (left as it was when not read).
     """
-    request.auth_version = None
     if not settings.RATELIMIT_ENABLE:
         return None
     rate = _rate(group, request)

@@ -31,17 +31,21 @@ def api_key_authenticate(key: str) -> ApiKey:
     api_key = _api_key_with_owner(prefix)
     if not secret_matches(secret, api_key.secret_hash if api_key else _DUMMY_HASH):
         raise NotAuthenticated("Invalid API key")
-    _check_usable(api_key)
+    refusal = _refusal(api_key)
+    if refusal:
+        raise NotAuthenticated(refusal)
     return api_key
 
 
-def _check_usable(api_key: ApiKey) -> None:
+def _refusal(api_key: ApiKey) -> str | None:
+    """Why a key with the right secret may not be used now, or None."""
     if api_key.is_revoked:
-        raise NotAuthenticated("API key has been revoked")
+        return "API key has been revoked"
     if api_key.is_expired:
-        raise NotAuthenticated("API key has expired")
+        return "API key has expired"
     if not api_key.owner.is_active:
-        raise NotAuthenticated("Invalid API key")
+        return "Invalid API key"
+    return None
 
 
 def api_key_authenticate_remembered(key: str) -> tuple[ApiKey, int | None]:
@@ -56,15 +60,8 @@ def api_key_authenticate_remembered(key: str) -> tuple[ApiKey, int | None]:
     parts = key_split(key.strip())
     entry = key_cache.recall(parts[0]) if parts is not None else None
     if entry is not None:
-        api_key = entry.api_key
-        usable = (
-            secret_matches(parts[1], api_key.secret_hash)
-            and not api_key.is_revoked
-            and not api_key.is_expired
-            and api_key.owner.is_active
-        )
-        if usable:
-            return key_cache.fresh_copy(api_key), entry.version
+        if secret_matches(parts[1], entry.api_key.secret_hash) and not _refusal(entry.api_key):
+            return key_cache.fresh_copy(entry.api_key), entry.version
         key_cache.forget(parts[0])
     # Read before the row, so a change after the read shows as a new version.
     version = key_cache.version_current() if parts is not None else None

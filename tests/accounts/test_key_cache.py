@@ -14,6 +14,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from apps.accounts import key_cache
+from apps.accounts.auth import ApiKeyOrSession
 from apps.accounts.models import ApiKey
 from apps.accounts.services import api_key_create, api_key_revoke, api_key_rotate
 
@@ -151,8 +152,6 @@ def test_bookkeeping_saves_keep_the_version(alice):
 
 
 def test_requests_get_their_own_copies(alice, rf):
-    from apps.accounts.auth import ApiKeyOrSession
-
     _, secret = api_key_create(owner=alice, name="copies")
     call(secret)
     auth = ApiKeyOrSession(scope="read", limit_group="read")
@@ -164,3 +163,22 @@ def test_requests_get_their_own_copies(alice, rf):
     remembered = key_cache.recall(secret.split("_")[1]).api_key
     assert remembered.owner.username == "alice" and "admin" not in remembered.scopes
     assert second.owner.username == "alice" and "admin" not in second.scopes
+
+
+def test_a_revoked_key_past_its_rate_limit_says_revoked(alice, settings, only_the_version):
+    settings.RATE_LIMIT_READS = "2/m"
+    key, secret = api_key_create(owner=alice, name="busy")
+    assert [call(secret).status_code for _ in range(3)] == [404, 404, 429]
+    api_key_revoke(api_key=key)
+    response = call(secret)  # counted and over the limit, but the key's state comes first
+    assert response.status_code == 403
+    assert response.json()["message"] == "API key has been revoked"
+
+
+def test_a_key_without_the_scope_is_refused_after_it_is_counted(alice, settings):
+    settings.RATE_LIMIT_READS = "5/m"
+    _, secret = api_key_create(owner=alice, name="writer", scopes=["generate"])
+    response = call(secret)
+    assert response.status_code == 403
+    assert response.json()["message"] == "API key lacks the 'read' scope"
+    assert response["RateLimit-Remaining"] == "4"

@@ -48,24 +48,6 @@ def media_root(settings, server_media):
     return server_media
 
 
-@pytest.fixture
-def start_worker(broker):
-    """Start a real worker when the test says so (after its streams are open)."""
-    from apps.jobs import actors  # noqa: F401
-
-    workers = []
-
-    def start():
-        worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-        worker.start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
-
-
 def upload(client, names):
     response = client.post("/api/v1/upload/", {"files": [sample(n) for n in names]})
     assert response.status_code == 200, response.content

@@ -9,10 +9,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dramatiq
 import pytest
 
-from tests.conftest import alice, alice_key, bob, bob_key, broker  # noqa: F401  fixtures
+from tests.conftest import (  # noqa: F401  the suite's fixtures
+    alice,
+    alice_key,
+    bob,
+    bob_key,
+    broker,
+    start_worker,
+)
 from tests.servers import Server, services_env
 
 DATA = Path(__file__).resolve().parents[3] / "tests" / "data"
@@ -58,24 +64,6 @@ def media_root(settings, server_media):
     """The in-process worker writes where the servers read."""
     settings.MEDIA_ROOT = server_media
     return server_media
-
-
-@pytest.fixture
-def start_worker(broker, media_root):  # noqa: F811  broker is the suite's fixture
-    """Start a real worker (threads of this process) when the test says so."""
-    from apps.jobs import actors  # noqa: F401  registers the actors on the broker
-
-    workers = []
-
-    def start():
-        worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-        worker.start()
-        workers.append(worker)
-        return worker
-
-    yield start
-    for worker in workers:
-        worker.stop()
 
 
 @pytest.fixture

@@ -59,11 +59,9 @@ class DatabaseWrapper(PostgreSQLDatabaseWrapper):
         attempts = pool.max_size + 1
         for _ in range(attempts):
             connection = super().get_new_connection(conn_params)
+            usable = False
             try:
                 usable = is_open_and_idle(connection)
-            except BaseException:
-                usable = False
-                raise
             finally:
                 if not usable:
                     # The pool discards a closed connection handed back and opens a new one.
