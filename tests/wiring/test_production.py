@@ -6,14 +6,13 @@ Real daphne processes with production settings, against the test database and Re
 from __future__ import annotations
 
 import os
-import subprocess
 
 import httpx
 import pytest
 
 from apps.accounts.services import api_key_create
 from tests.conftest import DATA
-from tests.servers import BIN, ROOT, Server, process_database_url
+from tests.servers import Server, manage, process_database_url
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.slow]
 
@@ -42,15 +41,7 @@ def production_env(tmp_path, database_name: str | None = None) -> dict[str, str]
 
 
 def collectstatic(env):
-    result = subprocess.run(
-        [str(BIN / "python"), "manage.py", "collectstatic", "--noinput"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage("collectstatic", "--noinput", env=env)
     assert result.returncode == 0, result.stderr
 
 
@@ -71,15 +62,7 @@ HTTPS = {"X-Forwarded-Proto": "https"}  # as the TLS-terminating proxy says
 
 def test_check_deploy_passes(prod):
     _, env, _ = prod
-    result = subprocess.run(
-        [str(BIN / "python"), "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = manage("check", "--deploy", "--fail-level", "WARNING", env=env)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no issues" in result.stdout
 
