@@ -1,9 +1,10 @@
 """`make bench`: run every figure against real processes, print one table, write results.json.
 
-    .venv/bin/python bench/run.py [--only 1,3] [--quick] [--keep]
+    .venv/bin/python bench/run.py [--only 1,3] [--quick] [--keep] [--old URL --old-key KEY]
 
 ``--only`` runs some figures, ``--quick`` uses small sizes (a smoke run, not for reporting),
-``--keep`` keeps the temporary folder (logs, media) after a successful run too.
+``--keep`` keeps the temporary folder (logs, media) after a successful run too. ``--old`` adds
+figure 8: the same requests to the old FastAPI + Celery service running at URL.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[0] = str(ROOT)  # import the bench as a package, never its modules by bare name
 
 from bench import (  # noqa: E402
+    old_service,
     pipeline_throughput,
     progress_latency,
     relief_generation,
@@ -60,11 +62,19 @@ def main() -> int:
     parser.add_argument("--only", default="", help="comma-separated figure numbers (default all)")
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--old", default="", help="the old service's URL: adds figure 8")
+    parser.add_argument("--old-key", default="", help="the old service's API_KEY")
+    parser.add_argument(
+        "--old-redis", default="", help="the old service's Celery result backend (Redis URL)"
+    )
     args = parser.parse_args()
-    chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(FIGURES)
-    unknown = [n for n in chosen if n not in FIGURES]
+    known = {**FIGURES, "8": old_service} if args.old else FIGURES
+    chosen = [n.strip() for n in args.only.split(",") if n.strip()] or list(known)
+    unknown = [n for n in chosen if n not in known]
     if unknown:
-        parser.error(f"unknown figure(s): {', '.join(unknown)}")
+        parser.error(f"unknown figure(s): {', '.join(unknown)} (8 needs --old)")
+    if args.old and not args.old_key:
+        parser.error("--old needs --old-key (the old service's API_KEY)")
 
     signal.signal(signal.SIGTERM, _terminate)
     nofile = raise_nofile_limit()
@@ -78,11 +88,20 @@ def main() -> int:
         stack.prepare()
         machine = machine_facts()
         for number in chosen:
-            module = FIGURES[number]
+            module = known[number]
             print(f"bench: figure {number} ({module.NAME})...", flush=True)
             figure_started = time.perf_counter()
             try:
-                result = module.run(stack, quick=args.quick)
+                if module is old_service:
+                    result = module.run(
+                        stack,
+                        old_url=args.old,
+                        old_key=args.old_key,
+                        old_redis=args.old_redis,
+                        quick=args.quick,
+                    )
+                else:
+                    result = module.run(stack, quick=args.quick)
             except Exception as error:
                 traceback.print_exc()
                 result = FigureResult(

@@ -1,0 +1,351 @@
+"""Figure 8: image2model beside the old FastAPI + Celery service, same machine, same inputs.
+
+Runs only with ``--old URL`` (and ``--old-key KEY``, the old service's ``API_KEY``). The old
+service is not part of this repository: start it yourself, one uvicorn process and its Celery
+worker, as bench/README.md describes. Both services answer the v1 contract, so the same client
+sends the same requests to each; rounds of the two alternate.
+
+- Status reads: ``GET /api/v1/status/tasks/{id}/status`` for a finished one-photo batch, and
+  each service's own ``GET /health``, 8 keep-alive connections.
+- Upload ingest: the same 25-file multipart body as figure 2 to ``POST /api/v1/upload/``;
+  MB/s and the web process's RSS growth (its pid found from the port it listens on).
+- Completion notice (with ``--old-redis``, the old service's Celery result backend): a client
+  follows ``/api/v1/status/tasks/{id}/stream`` of a one-photo batch; the time from the moment
+  the batch's result was stored (the old chord's ``date_done``; the last job's ``finished_at``
+  here, set just before its commit) to the ``task_completed`` event at the client.
+
+The old upload hands every file to its worker, which calls FAL (the fake server the old
+service was started with); the bench waits until that work is done before it measures again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import psutil
+import redis
+
+from bench import images
+from bench.harness import FigureResult, Row, RssSampler, latency_summary, mb, median, ratio
+from bench.images import DATA
+from bench.rawhttp import Connection, Dechunker, hammer, read_head, request_head
+from bench.stack import Stack
+
+NAME = "old_service"
+
+
+class OldService:
+    def __init__(self, url: str, key: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme != "http" or parts.hostname not in {"127.0.0.1", "localhost"}:
+            raise ValueError("--old must be http://127.0.0.1:PORT (a service on this machine)")
+        self.url = url.rstrip("/")
+        self.port = parts.port or 80
+        self.auth = {"Authorization": f"Bearer {key}"}
+        self.pid = _listening_pid(self.port)
+
+    def rss(self) -> int:
+        return int(psutil.Process(self.pid).memory_info().rss)
+
+    def upload(self, files: list[tuple[str, bytes]]) -> dict[str, Any]:
+        body, content_type = images.multipart(files)
+        response = httpx.post(
+            f"{self.url}/api/v1/upload/",
+            content=body,
+            headers={**self.auth, "Content-Type": content_type},
+            timeout=300,
+        )
+        if response.status_code != 200:
+            raise RuntimeError(f"old upload answered {response.status_code}: {response.text[:300]}")
+        return dict(response.json())
+
+    def chord_of(self, task_id: str, timeout: float = 30) -> str:
+        """The chord that the upload's task hands the batch to (it does so within ms)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = httpx.get(f"{self.url}/api/v1/status/tasks/{task_id}/status", timeout=30).json()
+            result = body.get("result") or {}
+            if (
+                body.get("state") == "SUCCESS"
+                and isinstance(result, dict)
+                and result.get("chord_task_id")
+            ):
+                return str(result["chord_task_id"])
+            if body.get("state") == "FAILURE":
+                raise RuntimeError(f"the old service's task {task_id} failed: {body}")
+            time.sleep(0.01)
+        raise RuntimeError(f"the old service's task {task_id} did not hand over to a chord")
+
+    def wait_finished(self, task_id: str, timeout: float = 300) -> str:
+        """Follows the upload's task, then its chord, until the batch has finished; returns the
+        id of the task whose result holds the batch (the chord's)."""
+        deadline = time.monotonic() + timeout
+        current = task_id
+        while time.monotonic() < deadline:
+            body = httpx.get(f"{self.url}/api/v1/status/tasks/{current}/status", timeout=30).json()
+            state = body.get("state")
+            result = body.get("result") or {}
+            if state == "SUCCESS" and isinstance(result, dict) and result.get("chord_task_id"):
+                current = result["chord_task_id"]
+                continue
+            if state in {"SUCCESS", "FAILURE"}:
+                return current
+            time.sleep(0.2)
+        raise RuntimeError(f"the old service's task {task_id} did not finish in {timeout:.0f} s")
+
+
+async def _until_completed(port: int, path: str, headers: dict[str, str]) -> float:
+    """Follows an SSE stream until its ``task_completed`` event; returns time.time() then."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        head = {**headers, "Accept": "text/event-stream"}
+        writer.write(request_head("GET", path, port, head, None))
+        await writer.drain()
+        status, response_headers = await read_head(reader)
+        if status != 200:
+            raise RuntimeError(f"stream {path} answered {status}")
+        chunked = response_headers.get("transfer-encoding", "").lower() == "chunked"
+        dechunker = Dechunker() if chunked else None
+        seen = b""
+        while True:
+            data = await asyncio.wait_for(reader.read(65536), timeout=120)
+            if not data:
+                raise RuntimeError(f"stream {path} ended before task_completed")
+            seen += dechunker.feed(data) if dechunker else data
+            if b"event: task_completed" in seen:
+                return time.time()
+            if b"event: task_failed" in seen:
+                raise RuntimeError(f"stream {path}: the batch failed")
+    finally:
+        writer.close()
+
+
+def _listening_pid(port: int) -> int:
+    for connection in psutil.net_connections(kind="tcp"):
+        listening = connection.status == psutil.CONN_LISTEN and connection.laddr.port == port
+        if listening and connection.pid:
+            return int(connection.pid)
+    raise RuntimeError(f"no process on this machine listens on port {port}")
+
+
+async def _post(port: int, headers: dict[str, str], body: bytes) -> tuple[float, dict]:
+    connection = await Connection.open(port)
+    try:
+        started = time.perf_counter()
+        response = await connection.request("POST", "/api/v1/upload/", headers, body)
+        elapsed = time.perf_counter() - started
+    finally:
+        await connection.close()
+    if response.status != 200:
+        raise RuntimeError(f"upload answered {response.status}: {response.body[:300]!r}")
+    return elapsed, json.loads(response.body)
+
+
+def _settled(rss, seconds: float = 0.5, samples: int = 5) -> int:
+    values = []
+    for _ in range(samples):
+        time.sleep(seconds / samples)
+        values.append(rss())
+    return int(median(values))
+
+
+def _status_reads(stack: Stack, old: OldService, quick: bool) -> tuple[list[Row], dict]:
+    requests = 300 if quick else 600
+    rounds = 3 if quick else 5
+    concurrency = 8
+    web = stack.web()
+    photo = [("coffee.png", (DATA / "coffee.png").read_bytes())]
+    new_batch = stack.upload(web, photo)
+    old_task = old.wait_finished(old.upload(photo)["task_id"])
+    targets = {
+        "new_status": (web.port, f"/api/v1/status/tasks/{new_batch['task_id']}/status", stack.auth),
+        "old_status": (old.port, f"/api/v1/status/tasks/{old_task}/status", {}),
+        "new_health": (web.port, "/health", {}),
+        "old_health": (old.port, "/health", {}),
+    }
+    for port, path, headers in targets.values():
+        asyncio.run(hammer(port, path, headers, requests // 2, concurrency))
+    measured: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, (port, path, headers) in targets.items():
+            elapsed, latencies = asyncio.run(hammer(port, path, headers, requests, concurrency))
+            measured[name].append({"rps": requests / elapsed, **latency_summary(latencies)})
+    result = {
+        name: {key: median([r[key] for r in rs]) for key in ("rps", "p50_ms", "p99_ms")}
+        for name, rs in measured.items()
+    }
+    new, old_ = result["new_status"], result["old_status"]
+    size = f"{rounds}x{requests} req, {concurrency} conn"
+    rows = [
+        Row(
+            f"8 vs old: status reads, req/s ({size})",
+            f"{new['rps']:.0f} req/s",
+            f"{old_['rps']:.0f} req/s old",
+            ratio(new["rps"], old_["rps"]),
+            "-",
+            None,
+        ),
+        Row(
+            "8 vs old: status reads, p50",
+            f"{new['p50_ms']:.1f} ms",
+            f"{old_['p50_ms']:.1f} ms old",
+            ratio(new["p50_ms"], old_["p50_ms"]),
+            "-",
+            None,
+        ),
+        Row(
+            "8 vs old: status reads, p99",
+            f"{new['p99_ms']:.1f} ms",
+            f"{old_['p99_ms']:.1f} ms old",
+            ratio(new["p99_ms"], old_["p99_ms"]),
+            "-",
+            None,
+        ),
+        Row(
+            "8 vs old: /health, req/s (each its own)",
+            f"{result['new_health']['rps']:.0f} req/s",
+            f"{result['old_health']['rps']:.0f} req/s old",
+            ratio(result["new_health"]["rps"], result["old_health"]["rps"]),
+            "-",
+            None,
+        ),
+    ]
+    raw = {"rounds_measured": measured, "median": result, "old_task_id": old_task}
+    return rows, raw
+
+
+def _upload_ingest(stack: Stack, old: OldService, quick: bool) -> tuple[list[Row], dict]:
+    files = 5 if quick else 25
+    rounds = 3
+    photos = images.upload_photos(files)
+    body, content_type = images.multipart(photos)
+    batch_mb = mb(len(body))
+    web = stack.web()
+    headers = {"Content-Type": content_type}
+    runs: dict[str, list[dict[str, float]]] = {"new": [], "old": []}
+    for round_index in range(rounds + 1):  # the first round is the warm-up
+        for name in ("new", "old"):
+            port, auth, pid, rss = (
+                (web.port, stack.auth, web.proc.pid, web.rss)
+                if name == "new"
+                else (old.port, old.auth, old.pid, old.rss)
+            )
+            idle = _settled(rss)
+            with RssSampler(pid) as sampler:
+                seconds, answer = asyncio.run(_post(port, {**auth, **headers}, body))
+            runs[name].append(
+                {
+                    "seconds": seconds,
+                    "mb_s": batch_mb / seconds,
+                    "growth_mb": mb(sampler.peak - idle),
+                    "warmup": round_index == 0,
+                }
+            )
+            if name == "old":
+                old.wait_finished(answer["task_id"])
+    measured = {name: rs[1:] for name, rs in runs.items()}
+    speed = {name: median([r["mb_s"] for r in rs]) for name, rs in measured.items()}
+    growth = {name: max(r["growth_mb"] for r in rs) for name, rs in measured.items()}
+    size = f"{files} x {batch_mb / files:.1f} MB, {rounds} rounds"
+    rows = [
+        Row(
+            f"8 vs old: upload ingest, MB/s ({size})",
+            f"{speed['new']:.1f} MB/s",
+            f"{speed['old']:.1f} MB/s old",
+            ratio(speed["new"], speed["old"]),
+            "-",
+            None,
+        ),
+        Row(
+            "8 vs old: upload ingest, web RSS growth (max)",
+            f"{growth['new']:.1f} MB",
+            f"{growth['old']:.1f} MB old",
+            ratio(growth["new"], growth["old"]) if growth["old"] > 0.5 else None,
+            "-",
+            None,
+        ),
+    ]
+    raw = {"body_bytes": len(body), "runs": runs, "mb_s_median": speed, "growth_mb_max": growth}
+    return rows, raw
+
+
+def _completion_notice(stack: Stack, old: OldService, old_redis: str, quick: bool):
+    from django.db.models import Max
+
+    from apps.jobs.models import Job
+
+    trials = 3 if quick else 7
+    photo = [("coffee.png", (DATA / "coffee.png").read_bytes())]
+    web = stack.web()
+    worker = stack.real_worker(processes=1, threads=2)
+    results = redis.Redis.from_url(old_redis)
+    delays: dict[str, list[float]] = {"new": [], "old": []}
+    try:
+        for _ in range(trials + 1):  # the first trial of each is the warm-up
+            batch = stack.upload(web, photo)
+            path = f"/api/v1/status/tasks/{batch['task_id']}/stream"
+            arrived = asyncio.run(_until_completed(web.port, path, stack.auth))
+            done = Job.objects.filter(batch_id=batch["task_id"]).aggregate(Max("finished_at"))
+            delays["new"].append(arrived - done["finished_at__max"].timestamp())
+
+            task_id = old.upload(photo)["task_id"]
+            chord = old.chord_of(task_id)
+            path = f"/api/v1/status/tasks/{chord}/stream"
+            arrived = asyncio.run(_until_completed(old.port, path, {}))
+            meta = json.loads(results.get(f"celery-task-meta-{chord}") or b"{}")
+            if not meta.get("date_done"):
+                raise RuntimeError(f"no Celery result for {chord} in {old_redis}")
+            stored = dt.datetime.fromisoformat(meta["date_done"])
+            if stored.tzinfo is None:
+                stored = stored.replace(tzinfo=dt.UTC)
+            delays["old"].append(arrived - stored.timestamp())
+    finally:
+        stack.procs.stop(worker)
+    measured = {name: [d * 1000 for d in ds[1:]] for name, ds in delays.items()}
+    p50 = {name: median(ms) for name, ms in measured.items()}
+    worst = {name: max(ms) for name, ms in measured.items()}
+    rows = [
+        Row(
+            f"8 vs old: result stored -> task_completed at client, median of {trials}",
+            f"{p50['new']:.1f} ms",
+            f"{p50['old']:.0f} ms old",
+            ratio(p50["new"], p50["old"]),
+            "-",
+            None,
+        ),
+        Row(
+            "8 vs old: result stored -> task_completed, worst",
+            f"{worst['new']:.1f} ms",
+            f"{worst['old']:.0f} ms old",
+            ratio(worst["new"], worst["old"]),
+            "-",
+            None,
+        ),
+    ]
+    return rows, {"delays_ms": measured}
+
+
+def run(
+    stack: Stack, *, old_url: str, old_key: str, old_redis: str = "", quick: bool = False
+) -> FigureResult:
+    old = OldService(old_url, old_key)
+    status_rows, status_raw = _status_reads(stack, old, quick)
+    ingest_rows, ingest_raw = _upload_ingest(stack, old, quick)
+    notice_rows, notice_raw = (
+        _completion_notice(stack, old, old_redis, quick) if old_redis else ([], {})
+    )
+    raw = {
+        "old_url": old.url,
+        "old_pid": old.pid,
+        "old_cmdline": psutil.Process(old.pid).cmdline(),
+        "status_reads": status_raw,
+        "upload_ingest": ingest_raw,
+        "completion_notice": notice_raw,
+    }
+    return FigureResult(NAME, status_rows + ingest_rows + notice_rows, raw)
