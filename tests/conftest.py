@@ -11,6 +11,7 @@ import pytest
 from django.test import Client
 
 from apps.accounts.services import api_key_create
+from apps.jobs import events
 
 DATA = Path(__file__).parent / "data"
 
@@ -21,6 +22,13 @@ def media_root(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.MEDIA_ROOT.mkdir()
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def verify_job_update_sql(monkeypatch):
+    """Every job change in the suite is also compiled by the ORM and checked against the SQL
+    kept for its shape (decision 0021): a difference fails the test that made the change."""
+    monkeypatch.setattr(events, "VERIFY_UPDATE_SQL", True)
 
 
 @pytest.fixture

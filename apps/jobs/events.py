@@ -15,8 +15,9 @@ from collections.abc import Callable
 from typing import Any
 
 from channels.layers import get_channel_layer
-from django.db import connections, transaction
-from django.db.models import F, Q
+from django.db import connections, models, transaction
+from django.db.models import F, Q, Value
+from django.db.models.expressions import CombinedExpression
 from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
@@ -93,11 +94,10 @@ def job_change(
     costs four (begin, update, insert, commit).
     """
     with transaction.atomic():
-        rows = Job.objects.filter(pk=job_id)
-        if only_if is not None:
-            rows = rows.filter(only_if)
         changed = _job_update_returning(
-            rows, {**changes, "event_seq": F("event_seq") + 1, "updated_at": timezone.now()}
+            job_id,
+            only_if,
+            {**changes, "event_seq": F("event_seq") + 1, "updated_at": timezone.now()},
         )
         if changed is None:
             transaction.set_rollback(True)
@@ -119,16 +119,57 @@ Batch = Job._meta.get_field("batch").related_model
 SourceImage = Job._meta.get_field("source_image").related_model
 
 
-def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] | None:
-    """``rows.update(**values)`` for one job, returning the updated job (as a read would give
-    it) with its source image's file name and output stem; None if no row matched.
+def _job_update_returning(
+    job_id, only_if: Q | None, values: dict[str, Any]
+) -> tuple[Job, str, str] | None:
+    """``Job.objects.filter(pk=job_id).filter(only_if).update(**values)``, returning the updated
+    job (as a read would give it) with its source image's file name and output stem; None if
+    no row matched.
 
     The ORM compiles the update as ``QuerySet.update`` does; ``RETURNING`` replaces the read
     that followed it. On PostgreSQL the statement also returns the source image, which the
     returned job carries (as ``select_related`` would); elsewhere (SQLite) it is read when
     first used.
+
+    Compiling costs more than running the statement (a third of a job's time in the worker),
+    and every job makes the same few changes: the SQL is kept per shape of the change (which
+    columns, which kind of value, which conditions) and only the parameters are made again
+    (:func:`_update_params`). The first statement of each shape is compiled by the ORM and its
+    parameters compared with ours; a shape where they differ is never kept (decision 0021).
     """
-    connection = connections[rows.db]
+    connection = connections[Job.objects.db]
+    shape = _update_shape(values, only_if, connection)
+    sql = _update_sql.get(shape) if shape is not None else None
+    if sql is not None and not VERIFY_UPDATE_SQL:
+        params = _update_params(job_id, values, only_if, connection)
+    else:
+        rows = Job.objects.filter(pk=job_id)
+        if only_if is not None:
+            rows = rows.filter(only_if)
+        sql, params = _update_compiled(rows, values, connection)
+        if shape is not None:
+            _update_sql_keep(
+                shape, sql, params, _update_params(job_id, values, only_if, connection)
+            )
+    with (
+        transaction.mark_for_rollback_on_error(using=connection.alias),
+        connection.cursor() as cursor,
+    ):
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    count = rows_sql.width(Job)
+    job = rows_sql.instance(Job, row, connection)
+    if connection.vendor != "postgresql":
+        return job, row[count], row[count + 1]
+    image = rows_sql.instance(SourceImage, row, connection, offset=count)
+    Job.source_image.field.set_cached_value(job, image)
+    return job, image.original_filename, image.output_stem
+
+
+def _update_compiled(rows, values: dict[str, Any], connection) -> tuple[str, list]:
+    """The ORM's SQL and parameters for the update with ``RETURNING`` (see above)."""
     query = rows.query.chain(UpdateQuery)
     query.add_update_values(values)
     query.clear_select_clause()
@@ -151,18 +192,141 @@ def _job_update_returning(rows, values: dict[str, Any]) -> tuple[Job, str, str] 
             f"(SELECT {qn('original_filename')} FROM {images} WHERE {image_of_job}), "
             f"(SELECT {qn('output_stem')} FROM {images} WHERE {image_of_job})"
         )
-    with transaction.mark_for_rollback_on_error(using=rows.db), connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        row = cursor.fetchone()
-    if row is None:
-        return None
-    count = rows_sql.width(Job)
-    job = rows_sql.instance(Job, row, connection)
-    if connection.vendor != "postgresql":
-        return job, row[count], row[count + 1]
-    image = rows_sql.instance(SourceImage, row, connection, offset=count)
-    Job.source_image.field.set_cached_value(job, image)
-    return job, image.original_filename, image.output_stem
+    return sql, list(params)
+
+
+# Compiled update SQL by shape (see _job_update_returning). A shape maps to None once our
+# parameters differed from the ORM's for it: such a change is always compiled by the ORM.
+_update_sql: dict[tuple, str | None] = {}
+_update_sql_lock = threading.Lock()
+# Tests turn this on: every change is compiled by the ORM too and checked against the kept SQL.
+VERIFY_UPDATE_SQL = False
+
+
+def _update_sql_keep(shape: tuple, sql: str, orm_params: list, ours: list) -> None:
+    same = _same_params(orm_params, ours)
+    kept = _update_sql.get(shape, sql)
+    if VERIFY_UPDATE_SQL and not (same and kept == sql):
+        raise AssertionError(
+            f"job update SQL of shape {shape}: kept {kept!r} with {ours!r}, "
+            f"the ORM {sql!r} with {orm_params!r}"
+        )
+    with _update_sql_lock:
+        if shape not in _update_sql:
+            if not same:
+                logger.warning("job update of shape %s is compiled every time", shape)
+            _update_sql[shape] = sql if same else None
+
+
+def _same_params(orm_params: list, ours: list) -> bool:
+    if len(orm_params) != len(ours):
+        return False
+    return all(_param_key(a) == _param_key(b) for a, b in zip(orm_params, ours, strict=True))
+
+
+def _param_key(value: Any) -> Any:
+    # psycopg's Jsonb wraps a value (no equality of its own); compare what it wraps.
+    return ("json", repr(value.obj)) if hasattr(value, "obj") else (type(value), value)
+
+
+def _update_shape(values: dict[str, Any], only_if: Q | None, connection) -> tuple | None:
+    """What the update's SQL depends on, or None if it has a part we do not rebuild."""
+    parts: list[Any] = [connection.vendor, connection.alias]
+    for name, value in values.items():
+        if isinstance(value, F):
+            parts.append((name, "F", value.name))
+        elif isinstance(value, CombinedExpression):
+            lhs, rhs = value.lhs, value.rhs
+            if not (isinstance(lhs, F) and isinstance(rhs, Value)):
+                return None
+            parts.append((name, "F+", lhs.name, value.connector, type(rhs.value)))
+        elif hasattr(value, "resolve_expression") or isinstance(value, models.Model):
+            return None
+        else:
+            parts.append((name, _value_kind(value)))
+    if only_if is not None:
+        condition = _q_shape(only_if)
+        if condition is None:
+            return None
+        parts.append(condition)
+    return tuple(parts)
+
+
+def _value_kind(value: Any) -> Any:
+    # None and booleans change the SQL itself ("= NULL", "IS NULL", "NOT col"): kept as values.
+    if value is None or isinstance(value, bool):
+        return ("is", value)
+    return type(value)
+
+
+_LOOKUPS = {"exact", "in", "lt", "lte", "gt", "gte"}
+
+
+def _q_shape(q: Q) -> tuple | None:
+    children: list[Any] = []
+    for child in q.children:
+        if isinstance(child, Q):
+            found = _q_shape(child)
+            if found is None:
+                return None
+            children.append(found)
+            continue
+        lookup, value = child
+        name, _, kind = lookup.partition("__")
+        kind = kind or "exact"
+        if kind not in _LOOKUPS or "__" in kind or hasattr(value, "resolve_expression"):
+            return None
+        try:
+            field = Job._meta.get_field(name)
+        except Exception:
+            return None
+        if field.is_relation and not field.many_to_one:
+            return None
+        if kind == "in":
+            children.append((name, kind, tuple(value)))
+        else:
+            children.append((name, kind, _value_kind(value)))
+    return (q.connector, q.negated, tuple(children))
+
+
+def _update_params(job_id, values: dict[str, Any], only_if: Q | None, connection) -> list:
+    """The parameters of the kept SQL, in the order the ORM puts them."""
+    params: list[Any] = []
+    for name, value in values.items():
+        if value is None or isinstance(value, F):
+            continue
+        if isinstance(value, CombinedExpression):  # F(name) + Value, compiled for a save
+            rhs = value.rhs
+            params.append(rhs.output_field.get_db_prep_save(rhs.value, connection=connection))
+            continue
+        params.append(Job._meta.get_field(name).get_db_prep_save(value, connection))
+    params.append(_lookup_param(Job._meta.pk, job_id, connection))
+    if only_if is not None:
+        _q_params(only_if, params, connection)
+    return params
+
+
+def _q_params(q: Q, params: list, connection) -> None:
+    for child in q.children:
+        if isinstance(child, Q):
+            _q_params(child, params, connection)
+            continue
+        lookup, value = child
+        name, _, kind = lookup.partition("__")
+        field = Job._meta.get_field(name)
+        if field.is_relation:
+            field = field.target_field
+        if kind == "in":
+            unique = [item for item in dict.fromkeys(value) if item is not None]
+            params.extend(_lookup_param(field, item, connection) for item in unique)
+        elif value is None or isinstance(value, bool):
+            continue  # IS NULL / "col" / NOT "col": no parameter
+        else:
+            params.append(_lookup_param(field, value, connection))
+
+
+def _lookup_param(field, value: Any, connection) -> Any:
+    return field.get_db_prep_value(field.get_prep_value(value), connection, prepared=True)
 
 
 def _event_append(job: Job, *, event_type: str, payload: dict[str, Any]) -> JobEvent:
