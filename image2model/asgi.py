@@ -5,10 +5,10 @@ from __future__ import annotations
 import gc
 import os
 
-from django.core.asgi import get_asgi_application
+from image2model.request_threads import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "image2model.settings")
-django_asgi_app = get_asgi_application()
+django_asgi_app = get_asgi_application()  # Django's, on kept request threads (decision 0022)
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.urls import get_resolver, re_path  # noqa: E402
