@@ -1,19 +1,34 @@
-"""Django's PostgreSQL backend, checking pooled connections without a round trip.
+"""Django's PostgreSQL backend, checking pooled connections without a round trip, and reading
+``timestamptz`` columns with psycopg's own (compiled) loader when the zone is UTC.
 
 Django builds its pool with psycopg's check, an empty query on every checkout: one more round
 trip per request and per job step. This backend judges a connection by its state and by
 whether the server sent anything unasked instead (decision 0019).
+
+Django reads every ``timestamptz`` value through a Python subclass of psycopg's loader, to set
+the connection's zone on it; the subclass keeps psycopg from using its compiled loader. With
+the zone UTC (``USE_TZ`` on, the database's ``TIME_ZONE`` unset or UTC), psycopg's own loader
+already gives datetimes in UTC (``datetime.timezone.utc``): the connection's session zone,
+which Django sets to UTC on every new connection. So this backend uses psycopg's loader then
+(decision 0023).
 """
 
 from __future__ import annotations
 
+import datetime
+import functools
 import select
 from typing import Any
 
 import psycopg
+from django.conf import settings
+from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerSideCursor
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLDatabaseWrapper
+from django.db.backends.postgresql.psycopg_any import get_adapters_template
 from django.utils.asyncio import async_unsafe
-from psycopg.pq import ConnStatus, TransactionStatus
+from psycopg import adapt
+from psycopg.pq import ConnStatus, Format, TransactionStatus
+from psycopg.types.datetime import TimestamptzLoader
 
 
 def is_open_and_idle(connection: psycopg.Connection) -> bool:
@@ -46,8 +61,37 @@ def _has_input(fileno: int) -> bool:
     return bool(readable)
 
 
+@functools.cache
+def utc_adapters() -> adapt.AdaptersMap:
+    """Django's adapters for a UTC connection, with psycopg's own ``timestamptz`` loader."""
+    adapters = adapt.AdaptersMap(get_adapters_template(True, datetime.UTC))
+    adapters.register_loader("timestamptz", TimestamptzLoader)  # psycopg picks its compiled one
+    return adapters
+
+
 class DatabaseWrapper(PostgreSQLDatabaseWrapper):
-    """Takes pooled connections only if `is_open_and_idle`; without a pool, Django's own."""
+    """Takes pooled connections only if `is_open_and_idle`; without a pool, Django's own.
+    Reads ``timestamptz`` with psycopg's loader when the connection's zone is UTC."""
+
+    def get_connection_params(self) -> dict[str, Any]:
+        params = super().get_connection_params()
+        if settings.USE_TZ and self.timezone is datetime.UTC:
+            params["context"] = utc_adapters()
+        return params
+
+    @async_unsafe
+    def create_cursor(self, name=None):
+        loader = self.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+        if hasattr(loader, "timezone"):  # Django's loader: Django's cursor
+            return super().create_cursor(name)
+        # Django's cursor, without its check of the loader's zone: psycopg's loader has none,
+        # and gives the connection's zone, UTC.
+        if not name:
+            return self.connection.cursor()
+        withhold = self.connection.autocommit
+        if self.settings_dict["OPTIONS"].get("server_side_binding") is not True:
+            return ServerSideCursor(self.connection, name=name, scrollable=False, withhold=withhold)
+        return self.connection.cursor(name, scrollable=False, withhold=withhold)
 
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> psycopg.Connection:
