@@ -157,10 +157,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"].setdefault("OPTIONS", {})
     DATABASES["default"]["OPTIONS"].setdefault("connect_timeout", 3)
-    # Django advises against persistent connections under ASGI: every request runs in a thread
-    # of its own (asgiref's ThreadSensitiveContext), so a thread-local connection is never
-    # reused. A process-wide psycopg pool is reused by every thread instead: "closing" a
-    # connection hands it back (decision 0015). The pool and CONN_MAX_AGE > 0 exclude each other.
+    # Django advises against persistent connections under ASGI. A process-wide psycopg pool is
+    # reused by every request thread, job thread and stream instead: "closing" a connection
+    # hands it back (decision 0015). The pool and CONN_MAX_AGE > 0 exclude each other.
     DATABASE_CONN_MAX_AGE = env.int("DATABASE_CONN_MAX_AGE", default=0)
     DATABASE_POOL = env.bool("DATABASE_POOL", default=True)
     if DATABASE_POOL and DATABASE_CONN_MAX_AGE:
@@ -186,6 +185,13 @@ else:
             # the database down every query waits this long before it fails.
             "timeout": env.float("DATABASE_POOL_TIMEOUT", default=1.0),
         }
+    # Parameters sent apart from the SQL, and a statement run 5 times on a connection prepared
+    # there (planned once): less CPU in PostgreSQL and in the process (decision 0024). Off for
+    # PgBouncer in transaction mode, which cannot keep a connection's prepared statements.
+    DATABASE_PREPARED_STATEMENTS = env.bool("DATABASE_PREPARED_STATEMENTS", default=True)
+    if DATABASE_PREPARED_STATEMENTS:
+        DATABASES["default"]["OPTIONS"]["server_side_binding"] = True
+        DATABASES["default"]["OPTIONS"]["prepare_threshold"] = 5
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 if SERVICES_MODE:
