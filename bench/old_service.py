@@ -35,7 +35,7 @@ from bench import images
 from bench.harness import FigureResult, Row, RssSampler, latency_summary, mb, median, ratio
 from bench.images import DATA
 from bench.rawhttp import Connection, Dechunker, hammer, read_head, request_head
-from bench.stack import Stack
+from bench.stack import Stack, v1_upload
 
 NAME = "old_service"
 
@@ -54,16 +54,7 @@ class OldService:
         return int(psutil.Process(self.pid).memory_info().rss)
 
     def upload(self, files: list[tuple[str, bytes]]) -> dict[str, Any]:
-        body, content_type = images.multipart(files)
-        response = httpx.post(
-            f"{self.url}/api/v1/upload/",
-            content=body,
-            headers={**self.auth, "Content-Type": content_type},
-            timeout=300,
-        )
-        if response.status_code != 200:
-            raise RuntimeError(f"old upload answered {response.status_code}: {response.text[:300]}")
-        return dict(response.json())
+        return v1_upload(self.url, self.auth, files)
 
     def chord_of(self, task_id: str, timeout: float = 30) -> str:
         """The chord that the upload's task hands the batch to (it does so within ms)."""

@@ -205,16 +205,7 @@ class Stack:
         return {"Authorization": f"Bearer {self.api_key}"}
 
     def upload(self, server: Daphne, files: list[tuple[str, bytes]]) -> dict[str, Any]:
-        body, content_type = multipart(files)
-        response = httpx.post(
-            f"{server.url}/api/v1/upload/",
-            content=body,
-            headers={**self.auth, "Content-Type": content_type},
-            timeout=300,
-        )
-        if response.status_code != 200:
-            raise RuntimeError(f"upload answered {response.status_code}: {response.text[:500]}")
-        return dict(response.json())
+        return v1_upload(server.url, self.auth, files)
 
     def owner(self) -> Any:
         from django.contrib.auth import get_user_model
@@ -235,6 +226,20 @@ class Stack:
             print(f"bench: logs and data kept in {self.tmp}")
         else:
             shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def v1_upload(base_url: str, auth: dict[str, str], files: list[tuple[str, bytes]]) -> dict:
+    """``POST /api/v1/upload/`` of ``files`` to a service that keeps the v1 contract."""
+    body, content_type = multipart(files)
+    response = httpx.post(
+        f"{base_url}/api/v1/upload/",
+        content=body,
+        headers={**auth, "Content-Type": content_type},
+        timeout=300,
+    )
+    if response.status_code != 200:
+        raise RuntimeError(f"upload answered {response.status_code}: {response.text[:500]}")
+    return dict(response.json())
 
 
 def dump_json(path: Path, data: dict[str, Any]) -> None:

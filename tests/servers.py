@@ -33,6 +33,21 @@ def embedded_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
+def python_c(code: str, env: dict[str, str], drop: tuple[str, ...] = ()) -> str:
+    """What ``python -c code`` prints, run from the project root with Django's settings
+    module and ``env`` on top of this process's environment less ``drop`` (it must succeed)."""
+    inherited = {k: v for k, v in os.environ.items() if k not in drop}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**inherited, "DJANGO_SETTINGS_MODULE": "image2model.settings", **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+
+
 def manage(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(BIN / "python"), "manage.py", *args],

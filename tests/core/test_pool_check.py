@@ -3,10 +3,7 @@
 
 from __future__ import annotations
 
-import os
 import select
-import subprocess
-import sys
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -19,7 +16,7 @@ from psycopg import pq
 from psycopg_pool import ConnectionPool
 
 from apps.core.db.postgresql.base import is_open_and_idle
-from tests.servers import ROOT
+from tests.servers import python_c
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -169,26 +166,13 @@ def test_a_healthy_checkout_costs_no_round_trip_before_the_query(tmp_path, own):
 
 
 def test_without_the_pool_django_checks_persistent_connections():
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django.db import connections; "
-            "c = connections['default']; "
-            "print(c.settings_dict['CONN_HEALTH_CHECKS'], c.pool, type(c).__module__)",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DATABASE_POOL": "false",
-            "DJANGO_SETTINGS_MODULE": "image2model.settings",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    shown = python_c(
+        "import django; django.setup(); from django.db import connections; "
+        "c = connections['default']; "
+        "print(c.settings_dict['CONN_HEALTH_CHECKS'], c.pool, type(c).__module__)",
+        env={"DATABASE_POOL": "false"},
     )
-    assert shown.stdout.split() == ["True", "None", "apps.core.db.postgresql.base"]
+    assert shown.split() == ["True", "None", "apps.core.db.postgresql.base"]
 
 
 def test_without_the_pool_connections_are_opened_as_django_does():

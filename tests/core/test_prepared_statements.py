@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.db import connection
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.servers import python_c
 
 pytestmark = pytest.mark.django_db
 
@@ -34,23 +29,10 @@ def test_a_repeated_query_is_prepared_on_its_connection():
 
 
 def test_prepared_statements_can_be_turned_off():
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import django; django.setup(); from django.conf import settings; "
-            "o = settings.DATABASES['default']['OPTIONS']; "
-            "print(o.get('server_side_binding'), o.get('prepare_threshold'))",
-        ],
-        cwd=ROOT,
-        env={
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "image2model.settings",
-            "DATABASE_PREPARED_STATEMENTS": "false",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    shown = python_c(
+        "import django; django.setup(); from django.conf import settings; "
+        "o = settings.DATABASES['default']['OPTIONS']; "
+        "print(o.get('server_side_binding'), o.get('prepare_threshold'))",
+        env={"DATABASE_PREPARED_STATEMENTS": "false"},
     )
-    assert shown.stdout.split() == ["None", "None"]
+    assert shown.split() == ["None", "None"]

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.servers import ROOT
+from tests.servers import ROOT, python_c
 
 SAFE = {
     "DJANGO_ENV": "production",
@@ -65,26 +65,10 @@ def test_an_unknown_environment_name_is_refused():
 def test_rundramatiq_workers_poll_an_idle_queue_every_100_ms():
     """rundramatiq execs the dramatiq CLI, whose worker processes take the idle poll interval
     from their environment; Dramatiq's own default (1 s) delayed the first job after a pause."""
-    shown = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys; sys.argv = ['manage.py', 'rundramatiq']; import django; django.setup(); "
-            "import dramatiq.worker; print(dramatiq.worker.WORKER_TIMEOUT)",
-        ],
-        cwd=ROOT,
-        env={
-            **{
-                k: v
-                for k, v in os.environ.items()
-                if k not in {"dramatiq_worker_timeout", "WORKER_IDLE_POLL_MS"}
-            },
-            "DJANGO_SETTINGS_MODULE": "image2model.settings",
-            "WORKER_METRICS_PORT": "0",
-        },
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
+    shown = python_c(
+        "import sys; sys.argv = ['manage.py', 'rundramatiq']; import django; django.setup(); "
+        "import dramatiq.worker; print(dramatiq.worker.WORKER_TIMEOUT)",
+        env={"WORKER_METRICS_PORT": "0"},
+        drop=("dramatiq_worker_timeout", "WORKER_IDLE_POLL_MS"),
     )
-    assert shown.stdout.split() == ["100"]
+    assert shown.split() == ["100"]
