@@ -66,8 +66,8 @@ class RequestThreads:
         self._started += 1
         return RequestThread(f"request-{self._started}")
 
-    def give_back(self, thread: RequestThread) -> None:
-        if thread.idle and len(self._idle) < self.kept:
+    def give_back(self, thread: RequestThread, keep: bool = True) -> None:
+        if keep and thread.idle and len(self._idle) < self.kept:
             self._idle.append(thread)
         else:
             thread.shutdown(wait=False)  # it ends once its last call has finished
@@ -88,11 +88,15 @@ class KeptThreadsASGIHandler(ASGIHandler):
         if scope["type"] != "http":
             raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
         thread = self.threads.take()
+        ended = False
         try:
             async with ThreadSensitiveContext(executor=thread):
                 await self.handle(scope, receive, send)
+            ended = True
         finally:
-            self.threads.give_back(thread)
+            # A request that raised or was cancelled may not have reached request_finished,
+            # which hands its database connection back: its thread is not kept (it ends).
+            self.threads.give_back(thread, keep=ended)
 
 
 def get_asgi_application() -> KeptThreadsASGIHandler:

@@ -147,7 +147,7 @@ def _job_update_returning(
         if only_if is not None:
             rows = rows.filter(only_if)
         sql, params = _update_compiled(rows, values, connection)
-        if shape is not None:
+        if shape is not None and (_update_sql.get(shape, "") is not None or VERIFY_UPDATE_SQL):
             _update_sql_keep(
                 shape, sql, params, _update_params(job_id, values, only_if, connection)
             )
@@ -230,14 +230,22 @@ def _param_key(value: Any) -> Any:
 
 
 def _update_shape(values: dict[str, Any], only_if: Q | None, connection) -> tuple | None:
-    """What the update's SQL depends on, or None if it has a part we do not rebuild."""
+    """What the update's SQL depends on, or None if it has a part we do not rebuild (then the
+    ORM compiles it, as it always did)."""
+    try:
+        return _update_shape_of(values, only_if, connection)
+    except Exception:  # anything unexpected in a change: the ORM decides, as before
+        return None
+
+
+def _update_shape_of(values: dict[str, Any], only_if: Q | None, connection) -> tuple | None:
     parts: list[Any] = [connection.vendor, connection.alias]
     for name, value in values.items():
         if isinstance(value, F):
             parts.append((name, "F", value.name))
         elif isinstance(value, CombinedExpression):
             lhs, rhs = value.lhs, value.rhs
-            if not (isinstance(lhs, F) and isinstance(rhs, Value)):
+            if not (isinstance(lhs, F) and isinstance(rhs, Value)) or rhs.value is None:
                 return None
             parts.append((name, "F+", lhs.name, value.connector, type(rhs.value)))
         elif hasattr(value, "resolve_expression") or isinstance(value, models.Model):
@@ -245,11 +253,13 @@ def _update_shape(values: dict[str, Any], only_if: Q | None, connection) -> tupl
         else:
             parts.append((name, _value_kind(value)))
     if only_if is not None:
-        condition = _q_shape(only_if)
+        condition = _q_shape(only_if, connection)
         if condition is None:
             return None
         parts.append(condition)
-    return tuple(parts)
+    shape = tuple(parts)
+    hash(shape)  # an unhashable value (a dict in an __in) raises: the ORM compiles it
+    return shape
 
 
 def _value_kind(value: Any) -> Any:
@@ -262,19 +272,23 @@ def _value_kind(value: Any) -> Any:
 _LOOKUPS = {"exact", "in", "lt", "lte", "gt", "gte"}
 
 
-def _q_shape(q: Q) -> tuple | None:
+def _q_shape(q: Q, connection) -> tuple | None:
     children: list[Any] = []
     for child in q.children:
         if isinstance(child, Q):
-            found = _q_shape(child)
+            found = _q_shape(child, connection)
             if found is None:
                 return None
             children.append(found)
             continue
+        if not (isinstance(child, tuple) and len(child) == 2):
+            return None  # an expression (Exists, …) as a condition
         lookup, value = child
         name, _, kind = lookup.partition("__")
         kind = kind or "exact"
-        if kind not in _LOOKUPS or "__" in kind or hasattr(value, "resolve_expression"):
+        if kind not in _LOOKUPS or "__" in kind:
+            return None
+        if hasattr(value, "resolve_expression") or isinstance(value, models.Model):
             return None
         try:
             field = Job._meta.get_field(name)
@@ -283,10 +297,26 @@ def _q_shape(q: Q) -> tuple | None:
         if field.is_relation and not field.many_to_one:
             return None
         if kind == "in":
+            if not isinstance(value, list | tuple):
+                return None
             children.append((name, kind, tuple(value)))
-        else:
-            children.append((name, kind, _value_kind(value)))
+            continue
+        if isinstance(field, models.IntegerField) and not _plain_integer(field, value, connection):
+            return None
+        children.append((name, kind, _value_kind(value)))
     return (q.connector, q.negated, tuple(children))
+
+
+def _plain_integer(field, value: Any, connection) -> bool:
+    """Whether an integer column's lookup value gives the SQL every other such value gives.
+    Django drops or empties a condition whose value is out of the column's range, and rounds
+    a float up for lt/gte: such values are compiled by the ORM each time."""
+    if value is None:
+        return True
+    if isinstance(value, bool) or not isinstance(value, int):
+        return False
+    low, high = connection.ops.integer_field_range(field.get_internal_type())
+    return (low is None or value >= low) and (high is None or value <= high)
 
 
 def _update_params(job_id, values: dict[str, Any], only_if: Q | None, connection) -> list:

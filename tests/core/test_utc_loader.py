@@ -54,3 +54,12 @@ def test_named_cursors_still_work():
     get_user_model().objects.create_user("a"), get_user_model().objects.create_user("b")
     joined = [user.date_joined for user in get_user_model().objects.iterator(chunk_size=1)]
     assert len(joined) == 2 and all(value.tzinfo is datetime.UTC for value in joined)
+
+
+def test_a_zone_changed_after_connecting_is_still_applied(settings):
+    connection.ensure_connection()
+    settings.USE_TZ = False  # Django resets the connection's zone; the connection stays open
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT '2020-01-01 12:00:00+05'::timestamptz")
+        (value,) = cursor.fetchone()
+    assert value.tzinfo is None and value == datetime.datetime(2020, 1, 1, 7, 0)

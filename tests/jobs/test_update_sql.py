@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from django.db.models import F, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from apps.jobs import events, pipeline
@@ -97,3 +97,29 @@ def test_a_change_it_does_not_rebuild_goes_to_the_orm(alice_api, broker, fresh_c
     stale = timezone.now()
     changed = events.job_change(job.id, changes={"message": "y"}, only_if=Q(heartbeat_at__lt=stale))
     assert changed is None  # heartbeat_at is NULL: no row matches
+
+
+def test_values_whose_sql_differs_from_their_shape_go_to_the_orm(
+    alice_api, broker, fresh_cache, monkeypatch
+):
+    monkeypatch.setattr(events, "VERIFY_UPDATE_SQL", False)  # the kept SQL alone decides
+    (job,) = jobs_of(alice_api, ["coffee.png"])
+    events.job_change(job.id, changes={"progress": 1})
+    # Django drops a condition whose value is out of the column's range and rounds a float
+    # up for lt/gte: the same shape as a plain value, another SQL. Each must match as the ORM.
+    conditions = [
+        lambda: Q(progress__gte=5),
+        lambda: Q(progress__gte=-1),
+        lambda: Q(progress__lt=2),
+        lambda: Q(progress__lt=1.5),
+        lambda: Q(batch=job.batch),
+        lambda: Q(Exists(Job.objects.filter(pk=OuterRef("pk"), status=Job.Status.QUEUED))),
+        lambda: Q(status__in=(s for s in [Job.Status.QUEUED])),  # a generator is read once
+    ]
+    for n, condition in enumerate(conditions):
+        expected = Job.objects.filter(pk=job.id).filter(condition()).exists()
+        changed = events.job_change(job.id, changes={"message": f"m{n}"}, only_if=condition())
+        assert (changed is not None) == expected, n
+    kept = [shape for shape, sql in fresh_cache.items() if sql is not None]
+    # Kept: the plain change, and the two conditions with plain in-range integers.
+    assert len(kept) == 3

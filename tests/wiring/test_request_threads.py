@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from asgiref.sync import sync_to_async
 
 import image2model.asgi
 from image2model.request_threads import KeptThreadsASGIHandler, RequestThreads
@@ -78,6 +79,25 @@ def test_requests_at_the_same_time_have_threads_of_their_own(handler):
     assert one["thread"] != two["thread"]
     assert after["thread"] in {one["thread"], two["thread"]}
     assert handler.threads.idle_count == 2
+
+
+def test_the_thread_of_a_request_that_raised_is_not_kept(handler, monkeypatch):
+    async def failing(scope, receive, send):
+        await sync_to_async(threading.get_ident)()  # it ran on its request thread
+        raise RuntimeError("broken")
+
+    async def scenario():
+        first = await get(handler, "/where")
+        with monkeypatch.context() as patch:
+            patch.setattr(handler, "handle", failing)
+            with pytest.raises(RuntimeError, match="broken"):
+                await get(handler, "/where")
+        return first, await get(handler, "/where")
+
+    first, after = asyncio.run(scenario())
+    # The kept thread served the failing request and was not kept: a new one serves the next.
+    assert after["thread"] != first["thread"]
+    assert handler.threads.idle_count == 1
 
 
 def test_a_thread_still_busy_is_not_kept_and_ends_when_its_work_is_done():

@@ -7,7 +7,7 @@ whether the server sent anything unasked instead (decision 0019).
 
 Django reads every ``timestamptz`` value through a Python subclass of psycopg's loader, to set
 the connection's zone on it; the subclass keeps psycopg from using its compiled loader. With
-the zone UTC (``USE_TZ`` on, the database's ``TIME_ZONE`` unset or UTC), psycopg's own loader
+the zone UTC (``USE_TZ`` on, the database's ``TIME_ZONE`` unset), psycopg's own loader
 already gives datetimes in UTC (``datetime.timezone.utc``): the connection's session zone,
 which Django sets to UTC on every new connection. So this backend uses psycopg's loader then
 (decision 0023).
@@ -24,7 +24,7 @@ import psycopg
 from django.conf import settings
 from django.db.backends.postgresql.base import TIMESTAMPTZ_OID, ServerSideCursor
 from django.db.backends.postgresql.base import DatabaseWrapper as PostgreSQLDatabaseWrapper
-from django.db.backends.postgresql.psycopg_any import get_adapters_template
+from django.db.backends.postgresql.psycopg_any import get_adapters_template, register_tzloader
 from django.utils.asyncio import async_unsafe
 from psycopg import adapt
 from psycopg.pq import ConnStatus, Format, TransactionStatus
@@ -84,14 +84,22 @@ class DatabaseWrapper(PostgreSQLDatabaseWrapper):
         loader = self.connection.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
         if hasattr(loader, "timezone"):  # Django's loader: Django's cursor
             return super().create_cursor(name)
-        # Django's cursor, without its check of the loader's zone: psycopg's loader has none,
-        # and gives the connection's zone, UTC.
+        # Django's cursor. psycopg's loader has no zone to compare: it gives the connection's,
+        # UTC. If Django's zone is no longer UTC (USE_TZ or TIME_ZONE changed since the
+        # connection was made, as in tests), the cursor gets Django's loader, as Django does.
         if not name:
-            return self.connection.cursor()
-        withhold = self.connection.autocommit
-        if self.settings_dict["OPTIONS"].get("server_side_binding") is not True:
-            return ServerSideCursor(self.connection, name=name, scrollable=False, withhold=withhold)
-        return self.connection.cursor(name, scrollable=False, withhold=withhold)
+            cursor = self.connection.cursor()
+        elif self.settings_dict["OPTIONS"].get("server_side_binding") is not True:
+            cursor = ServerSideCursor(
+                self.connection, name=name, scrollable=False, withhold=self.connection.autocommit
+            )
+        else:
+            cursor = self.connection.cursor(
+                name, scrollable=False, withhold=self.connection.autocommit
+            )
+        if self.timezone is not datetime.UTC:
+            register_tzloader(self.timezone, cursor)
+        return cursor
 
     @async_unsafe
     def get_new_connection(self, conn_params: dict[str, Any]) -> psycopg.Connection:
