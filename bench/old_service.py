@@ -31,11 +31,12 @@ import httpx
 import psutil
 import redis
 
-from bench import images
-from bench.harness import FigureResult, Row, RssSampler, latency_summary, mb, median, ratio
+from bench import upload_ingest
+from bench.harness import FigureResult, Row, RssSampler, mb, median, ratio, settled_rss
 from bench.images import DATA
-from bench.rawhttp import Connection, Dechunker, hammer, read_head, request_head
+from bench.rawhttp import Dechunker, read_head, request_head
 from bench.stack import Stack, v1_upload
+from bench.status_reads import alternating_rounds
 
 NAME = "old_service"
 
@@ -125,25 +126,17 @@ def _listening_pid(port: int) -> int:
     raise RuntimeError(f"no process on this machine listens on port {port}")
 
 
-async def _post(port: int, headers: dict[str, str], body: bytes) -> tuple[float, dict]:
-    connection = await Connection.open(port)
-    try:
-        started = time.perf_counter()
-        response = await connection.request("POST", "/api/v1/upload/", headers, body)
-        elapsed = time.perf_counter() - started
-    finally:
-        await connection.close()
-    if response.status != 200:
-        raise RuntimeError(f"upload answered {response.status}: {response.body[:300]!r}")
-    return elapsed, json.loads(response.body)
-
-
-def _settled(rss, seconds: float = 0.5, samples: int = 5) -> int:
-    values = []
-    for _ in range(samples):
-        time.sleep(seconds / samples)
-        values.append(rss())
-    return int(median(values))
+def _vs_old(label: str, new: float, old: float, unit: str, digits: int = 0) -> Row:
+    """A figure 8 row: this service's value beside the old service's, no target."""
+    shown = f"{{:.{digits}f}} {unit}"
+    return Row(
+        f"8 vs old: {label}",
+        shown.format(new),
+        shown.format(old) + " old",
+        ratio(new, old) if old > 0 else None,
+        "-",
+        None,
+    )
 
 
 def _status_reads(stack: Stack, old: OldService, quick: bool) -> tuple[list[Row], dict]:
@@ -160,76 +153,35 @@ def _status_reads(stack: Stack, old: OldService, quick: bool) -> tuple[list[Row]
         "new_health": (web.port, "/health", {}),
         "old_health": (old.port, "/health", {}),
     }
-    for port, path, headers in targets.values():
-        asyncio.run(hammer(port, path, headers, requests // 2, concurrency))
-    measured: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-    for _ in range(rounds):
-        for name, (port, path, headers) in targets.items():
-            elapsed, latencies = asyncio.run(hammer(port, path, headers, requests, concurrency))
-            measured[name].append({"rps": requests / elapsed, **latency_summary(latencies)})
-    result = {
-        name: {key: median([r[key] for r in rs]) for key in ("rps", "p50_ms", "p99_ms")}
-        for name, rs in measured.items()
-    }
+    measured, result = alternating_rounds(targets, requests // 2, requests, rounds, concurrency)
     new, old_ = result["new_status"], result["old_status"]
+    new_health, old_health = result["new_health"], result["old_health"]
     size = f"{rounds}x{requests} req, {concurrency} conn"
     rows = [
-        Row(
-            f"8 vs old: status reads, req/s ({size})",
-            f"{new['rps']:.0f} req/s",
-            f"{old_['rps']:.0f} req/s old",
-            ratio(new["rps"], old_["rps"]),
-            "-",
-            None,
-        ),
-        Row(
-            "8 vs old: status reads, p50",
-            f"{new['p50_ms']:.1f} ms",
-            f"{old_['p50_ms']:.1f} ms old",
-            ratio(new["p50_ms"], old_["p50_ms"]),
-            "-",
-            None,
-        ),
-        Row(
-            "8 vs old: status reads, p99",
-            f"{new['p99_ms']:.1f} ms",
-            f"{old_['p99_ms']:.1f} ms old",
-            ratio(new["p99_ms"], old_["p99_ms"]),
-            "-",
-            None,
-        ),
-        Row(
-            "8 vs old: /health, req/s (each its own)",
-            f"{result['new_health']['rps']:.0f} req/s",
-            f"{result['old_health']['rps']:.0f} req/s old",
-            ratio(result["new_health"]["rps"], result["old_health"]["rps"]),
-            "-",
-            None,
-        ),
+        _vs_old(f"status reads, req/s ({size})", new["rps"], old_["rps"], "req/s"),
+        _vs_old("status reads, p50", new["p50_ms"], old_["p50_ms"], "ms", 1),
+        _vs_old("status reads, p99", new["p99_ms"], old_["p99_ms"], "ms", 1),
+        _vs_old("/health, req/s (each its own)", new_health["rps"], old_health["rps"], "req/s"),
     ]
     raw = {"rounds_measured": measured, "median": result, "old_task_id": old_task}
     return rows, raw
 
 
 def _upload_ingest(stack: Stack, old: OldService, quick: bool) -> tuple[list[Row], dict]:
-    files = 5 if quick else 25
     rounds = 3
-    photos = images.upload_photos(files)
-    body, content_type = images.multipart(photos)
+    photos, body, content_type = upload_ingest.batch(quick)
     batch_mb = mb(len(body))
     web = stack.web()
-    headers = {"Content-Type": content_type}
+    path = "/api/v1/upload/"
     runs: dict[str, list[dict[str, float]]] = {"new": [], "old": []}
     for round_index in range(rounds + 1):  # the first round is the warm-up
-        for name in ("new", "old"):
-            port, auth, pid, rss = (
-                (web.port, stack.auth, web.proc.pid, web.rss)
-                if name == "new"
-                else (old.port, old.auth, old.pid, old.rss)
-            )
-            idle = _settled(rss)
-            with RssSampler(pid) as sampler:
-                seconds, answer = asyncio.run(_post(port, {**auth, **headers}, body))
+        for name, server in (("new", web.proc), ("old", old)):
+            auth = stack.auth if name == "new" else old.auth
+            port = web.port if name == "new" else old.port
+            idle = settled_rss(server, 0.5)
+            with RssSampler(server.pid) as sampler:
+                headers = {**auth, "Content-Type": content_type}
+                seconds, answer = asyncio.run(upload_ingest.post(port, path, headers, body))
             runs[name].append(
                 {
                     "seconds": seconds,
@@ -238,21 +190,14 @@ def _upload_ingest(stack: Stack, old: OldService, quick: bool) -> tuple[list[Row
                     "warmup": round_index == 0,
                 }
             )
-            if name == "old":
-                old.wait_finished(answer["task_id"])
+            if name == "old":  # its worker calls FAL for every file: let it finish first
+                old.wait_finished(json.loads(answer)["task_id"])
     measured = {name: rs[1:] for name, rs in runs.items()}
     speed = {name: median([r["mb_s"] for r in rs]) for name, rs in measured.items()}
     growth = {name: max(r["growth_mb"] for r in rs) for name, rs in measured.items()}
-    size = f"{files} x {batch_mb / files:.1f} MB, {rounds} rounds"
+    size = f"{len(photos)} x {batch_mb / len(photos):.1f} MB, {rounds} rounds"
     rows = [
-        Row(
-            f"8 vs old: upload ingest, MB/s ({size})",
-            f"{speed['new']:.1f} MB/s",
-            f"{speed['old']:.1f} MB/s old",
-            ratio(speed["new"], speed["old"]),
-            "-",
-            None,
-        ),
+        _vs_old(f"upload ingest, MB/s ({size})", speed["new"], speed["old"], "MB/s", 1),
         Row(
             "8 vs old: upload ingest, web RSS growth (max)",
             f"{growth['new']:.1f} MB",
@@ -302,22 +247,14 @@ def _completion_notice(stack: Stack, old: OldService, old_redis: str, quick: boo
     p50 = {name: median(ms) for name, ms in measured.items()}
     worst = {name: max(ms) for name, ms in measured.items()}
     rows = [
-        Row(
-            f"8 vs old: result stored -> task_completed at client, median of {trials}",
-            f"{p50['new']:.1f} ms",
-            f"{p50['old']:.0f} ms old",
-            ratio(p50["new"], p50["old"]),
-            "-",
-            None,
+        _vs_old(
+            f"result stored -> task_completed at client, median of {trials}",
+            p50["new"],
+            p50["old"],
+            "ms",
+            1,
         ),
-        Row(
-            "8 vs old: result stored -> task_completed, worst",
-            f"{worst['new']:.1f} ms",
-            f"{worst['old']:.0f} ms old",
-            ratio(worst["new"], worst["old"]),
-            "-",
-            None,
-        ),
+        _vs_old("result stored -> task_completed, worst", worst["new"], worst["old"], "ms", 1),
     ]
     return rows, {"delays_ms": measured}
 

@@ -28,20 +28,10 @@ def run(stack: Stack, *, quick: bool = False) -> FigureResult:
     web = stack.web()
     batch = stack.upload(web, [("coffee.png", (DATA / "coffee.png").read_bytes())])
     targets = {
-        "trivial": ("/health", {}),
-        "status": (f"/api/v1/status/tasks/{batch['task_id']}/status", stack.auth),
+        "trivial": (web.port, "/health", {}),
+        "status": (web.port, f"/api/v1/status/tasks/{batch['task_id']}/status", stack.auth),
     }
-    for path, headers in targets.values():
-        asyncio.run(hammer(web.port, path, headers, warmup, concurrency))
-    measured: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
-    for _ in range(rounds):
-        for name, (path, headers) in targets.items():
-            elapsed, latencies = asyncio.run(hammer(web.port, path, headers, requests, concurrency))
-            measured[name].append({"rps": requests / elapsed, **latency_summary(latencies)})
-    result = {
-        name: {key: median([r[key] for r in rs]) for key in ("rps", "p50_ms", "p99_ms")}
-        for name, rs in measured.items()
-    }
+    measured, result = alternating_rounds(targets, warmup, requests, rounds, concurrency)
     status, trivial = result["status"], result["trivial"]
     size = f"{rounds}x{requests} req, {concurrency} conn"
     throughput = ratio(status["rps"], trivial["rps"])
@@ -81,6 +71,28 @@ def run(stack: Stack, *, quick: bool = False) -> FigureResult:
         "median": result,
     }
     return FigureResult(NAME, rows, raw)
+
+
+Target = tuple[int, str, dict[str, str]]  # port, path, headers
+
+
+def alternating_rounds(
+    targets: dict[str, Target], warmup: int, requests: int, rounds: int, concurrency: int
+) -> tuple[dict[str, list[dict[str, float]]], dict[str, dict[str, float]]]:
+    """GETs of each target in turn, ``rounds`` times after a warm-up: every round's req/s and
+    latencies by target, and their medians."""
+    for port, path, headers in targets.values():
+        asyncio.run(hammer(port, path, headers, warmup, concurrency))
+    measured: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
+    for _ in range(rounds):
+        for name, (port, path, headers) in targets.items():
+            elapsed, latencies = asyncio.run(hammer(port, path, headers, requests, concurrency))
+            measured[name].append({"rps": requests / elapsed, **latency_summary(latencies)})
+    medians = {
+        name: {key: median([r[key] for r in rs]) for key in ("rps", "p50_ms", "p99_ms")}
+        for name, rs in measured.items()
+    }
+    return measured, medians
 
 
 def _queries(task_id: str, auth: dict[str, str]) -> dict[str, int]:

@@ -23,7 +23,8 @@ TARGET_RATIO = 0.5
 MEMORY_MB_PER_100MB = 64.0
 
 
-async def _post(port: int, path: str, headers: dict[str, str], body: bytes) -> float:
+async def post(port: int, path: str, headers: dict[str, str], body: bytes) -> tuple[float, bytes]:
+    """One POST on a new connection: (seconds until the whole answer, its body)."""
     connection = await Connection.open(port)
     try:
         started = time.perf_counter()
@@ -33,14 +34,20 @@ async def _post(port: int, path: str, headers: dict[str, str], body: bytes) -> f
         await connection.close()
     if response.status != 200:
         raise RuntimeError(f"POST {path} answered {response.status}: {response.body[:500]!r}")
-    return elapsed
+    return elapsed, response.body
+
+
+def batch(quick: bool) -> tuple[list[tuple[str, bytes]], bytes, str]:
+    """The figure's batch (5 files for --quick, else 25 of ~2 MB): files, body, Content-Type."""
+    photos = images.upload_photos(5 if quick else 25)
+    body, content_type = images.multipart(photos)
+    return photos, body, content_type
 
 
 def run(stack: Stack, *, quick: bool = False) -> FigureResult:
-    files = 5 if quick else 25
     rounds = 3
-    photos = images.upload_photos(files)
-    body, content_type = images.multipart(photos)
+    photos, body, content_type = batch(quick)
+    files = len(photos)
     batch_mb = mb(len(body))
     web = stack.web()
     bare = stack.daphne("bare-asgi", "bench.bare_asgi:application")
@@ -54,7 +61,7 @@ def run(stack: Stack, *, quick: bool = False) -> FigureResult:
         for round_index in range(rounds + 1):  # the first round is the warm-up
             idle = settled_rss(web.proc, 0.5)
             with RssSampler(web.proc.pid) as sampler:
-                seconds = asyncio.run(_post(web.port, path, headers, body))
+                seconds, _ = asyncio.run(post(web.port, path, headers, body))
             app_runs.append(
                 {
                     "seconds": seconds,
@@ -67,12 +74,12 @@ def run(stack: Stack, *, quick: bool = False) -> FigureResult:
             )
             idle = settled_rss(bare.proc, 0.5)
             with RssSampler(bare.proc.pid) as sampler:
-                seconds = asyncio.run(_post(bare.port, path, headers, body))
+                seconds, _ = asyncio.run(post(bare.port, path, headers, body))
             bare_runs.append({"seconds": seconds, "growth_mb": mb(sampler.peak - idle)})
             # The same bytes as application/octet-stream: daphne without Twisted's form parsing.
             idle = settled_rss(bare.proc, 0.5)
             with RssSampler(bare.proc.pid) as sampler:
-                seconds = asyncio.run(_post(bare.port, path, octet, body))
+                seconds, _ = asyncio.run(post(bare.port, path, octet, body))
             octet_runs.append({"seconds": seconds, "growth_mb": mb(sampler.peak - idle)})
     finally:
         bare.stop()

@@ -286,7 +286,7 @@ def _q_shape(q: Q, connection) -> tuple | None:
         lookup, value = child
         name, _, kind = lookup.partition("__")
         kind = kind or "exact"
-        if kind not in _LOOKUPS or "__" in kind:
+        if kind not in _LOOKUPS:  # also lookups across relations ("batch__owner")
             return None
         if hasattr(value, "resolve_expression") or isinstance(value, models.Model):
             return None

@@ -9,7 +9,6 @@ import shutil
 import zipfile
 from pathlib import Path
 
-import dramatiq
 import pytest
 from PIL import Image, ImageStat
 from playwright.sync_api import Page, expect, sync_playwright
@@ -80,22 +79,6 @@ def media_root(settings, site):
     return site[1]
 
 
-@pytest.fixture
-def worker(broker, media_root):
-    from apps.jobs import actors  # noqa: F401
-
-    workers = []
-
-    def start():
-        worker = dramatiq.Worker(broker, worker_timeout=100, worker_threads=2)
-        worker.start()
-        workers.append(worker)
-
-    yield start
-    for worker in workers:
-        worker.stop()
-
-
 def new_page(browser, size=DESKTOP) -> tuple[Page, list[str]]:
     context = browser.new_context(viewport=size, accept_downloads=True)
     page = context.new_page()
@@ -130,7 +113,7 @@ def unlabeled_controls(page: Page) -> list[str]:
         .map(el => el.outerHTML.slice(0, 80))""")
 
 
-def test_upload_watch_view_and_download(browser, site, django_user_model, worker):
+def test_upload_watch_view_and_download(browser, site, django_user_model, start_worker):
     server, _ = site
     django_user_model.objects.create_user("alice", password="a-long-password-1")
     page, problems = new_page(browser)
@@ -149,7 +132,7 @@ def test_upload_watch_view_and_download(browser, site, django_user_model, worker
     batch = Batch.objects.get(owner__username="alice")
     assert [job.params["face_limit"] for job in Job.objects.filter(batch=batch)] == [5000, 5000]
 
-    worker()  # the bars move live from here on
+    start_worker()  # the bars move live from here on
     expect(page.locator('.job-row[data-status="completed"]')).to_have_count(2, timeout=60_000)
     expect(page.locator("#overall")).to_have_attribute("value", "100")
     expect(page.locator("#batch-status")).to_contain_text("2 ready")
@@ -253,7 +236,7 @@ def test_api_keys_are_shown_once_and_can_be_revoked(browser, site, django_user_m
     expect(page.get_by_role("status")).to_contain_text("Revoked the key laptop")
 
 
-def test_pages_read_well_on_a_phone(browser, site, django_user_model, media_root, worker):
+def test_pages_read_well_on_a_phone(browser, site, django_user_model, media_root, start_worker):
     server, _ = site
     django_user_model.objects.create_user("fay", password="a-long-password-6")
     page, _ = new_page(browser, PHONE)
@@ -262,7 +245,7 @@ def test_pages_read_well_on_a_phone(browser, site, django_user_model, media_root
     page.locator("#file-input").set_input_files([DATA / "horse.png"])
     page.get_by_role("button", name="Make 3D models").click()
     page.wait_for_url("**/batches/**")
-    worker()
+    start_worker()
     expect(page.locator('.job-row[data-status="completed"]')).to_have_count(1, timeout=60_000)
     for name in ("batch-phone", "home-phone"):
         if name == "home-phone":
