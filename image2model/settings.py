@@ -404,6 +404,11 @@ GENERATOR_FALLBACKS = env.dict("GENERATOR_FALLBACKS", default={})
 BREAKER_FAILURE_THRESHOLD = env.int("BREAKER_FAILURE_THRESHOLD", default=5)
 BREAKER_COOLDOWN_SECONDS = env.float("BREAKER_COOLDOWN_SECONDS", default=60)
 
+# Batch status reads answered from each web process's memory while the batch does not change,
+# checked against a version in Redis on every read (decision 0025). False reads PostgreSQL on
+# every status request. Writers keep the versions either way.
+STATUS_CACHE = env.bool("STATUS_CACHE", default=True)
+
 # Rate limits (django-ratelimit on the shared cache: they hold across web processes).
 # "N/m" (or /s, /h, /d). A key's own rate_limit_per_minute replaces the upload limit.
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)

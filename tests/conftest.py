@@ -11,7 +11,7 @@ import pytest
 from django.test import Client
 
 from apps.accounts.services import api_key_create
-from apps.jobs import events
+from apps.jobs import events, status_cache
 
 DATA = Path(__file__).parent / "data"
 
@@ -29,6 +29,14 @@ def verify_job_update_sql(monkeypatch):
     """Every job change in the suite is also compiled by the ORM and checked against the SQL
     kept for its shape (decision 0021): a difference fails the test that made the change."""
     monkeypatch.setattr(events, "VERIFY_UPDATE_SQL", True)
+
+
+@pytest.fixture(autouse=True)
+def verify_status_cache(monkeypatch):
+    """Every batch status served from memory in the suite is also read from the database and
+    compared (decision 0025): a write that forgot to bump the status fails its test."""
+    monkeypatch.setattr(status_cache, "VERIFY", True)
+    status_cache.forget_all()
 
 
 @pytest.fixture

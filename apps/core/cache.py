@@ -11,6 +11,7 @@ from django.utils.functional import cached_property
 _clients: dict[tuple[str, ...], RedisCacheClient] = {}
 _clients_lock = threading.Lock()
 _scripts: dict[int, Any] = {}  # the registered Lua script, per shared client (one per process)
+_kept_clients: dict[int, Any] = {}  # a redis-py client per shared client (one per process)
 # INCR, a TTL for a counter the INCR created (so a counter never outlives its window), and the
 # value of a second key, read in the same round trip.
 _INCR_IN_WINDOW_AND_GET = """
@@ -36,6 +37,14 @@ class SharedPoolRedisCache(RedisCache):
             client = _clients.get(key)
             if client is None:
                 client = _clients[key] = self._class(self._servers, **self._options)
+        return client
+
+    def client(self):
+        """A redis-py client on the shared pool, kept per process: ``get_client`` makes a new
+        one on every call, which costs as much as a short command (see status_cache)."""
+        client = _kept_clients.get(id(self._cache))
+        if client is None:
+            client = _kept_clients[id(self._cache)] = self._cache.get_client(write=True)
         return client
 
     def incr_in_window_and_get(self, key: str, timeout: int, other: str) -> tuple[int, int | None]:

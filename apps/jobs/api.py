@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from django.http import HttpRequest
+from django.utils import timezone
 from ninja import File, Form, Router, Schema, UploadedFile
 
 from apps.accounts import services as account_services
 from apps.accounts.auth import ApiKeyOrSession, anonymous_rate_limit
 from apps.core.errors import NotFound
 from apps.core.ids import parse_uuid
-from apps.jobs import selectors, services
+from apps.jobs import selectors, services, status_cache
 from apps.jobs.presenters import V1_JOB_STATUS, v1_batch_status_body, v1_download_path
 from apps.jobs.providers import generator_default_id, generators_all
 from apps.uploads import selectors as upload_selectors
@@ -123,9 +124,26 @@ def _batch_for(request: HttpRequest, task_id: str):
 @status_router.get("/tasks/{task_id}/status", summary="Status of a batch and of each file")
 def task_status(request: HttpRequest, task_id: str):
     batch_id = parse_uuid(task_id, message=INVALID_TASK_ID)
-    found = selectors.batch_status_for_owner(batch_id=batch_id, owner=request.owner)
+    owner_id = request.owner.pk
+    version = None
+    if not status_cache.in_transaction():
+        version = status_cache.version_current(batch_id)  # read before the rows (status_cache)
+    body = status_cache.recall(batch_id, owner_id, version)
+    if body is None or status_cache.VERIFY:
+        read = _task_status_read(batch_id, request.owner)
+        if body is not None and body != read:
+            raise AssertionError(f"batch {batch_id}: remembered status {body} != read {read}")
+        if read is None:
+            raise NotFound("Task not found")
+        body = read
+        status_cache.remember(batch_id, owner_id, version, body)
+    return {**body, "timestamp": timezone.now().isoformat()}
+
+
+def _task_status_read(batch_id, owner) -> dict[str, Any] | None:
+    found = selectors.batch_status_for_owner(batch_id=batch_id, owner=owner)
     if found is None:
-        raise NotFound("Task not found")
+        return None
     batch, jobs, models = found
     return v1_batch_status_body(batch, jobs, selectors.batch_summary(jobs), models)
 

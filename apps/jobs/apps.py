@@ -9,6 +9,8 @@ class JobsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        from apps.jobs import signals
         from apps.jobs.metrics import metrics_register
 
         metrics_register()
+        signals.connect()

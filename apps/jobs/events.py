@@ -22,6 +22,7 @@ from django.db.models.sql import UpdateQuery
 from django.utils import timezone
 
 from apps.core import rows as rows_sql
+from apps.jobs import status_cache
 from apps.jobs.models import Job, JobEvent
 from apps.uploads.services import batch_event_seq_next
 
@@ -105,6 +106,7 @@ def job_change(
         job, filename, output_stem = changed
         if with_change is not None:
             with_change(job)
+        status_cache.version_bump(job.batch_id)
         event = _event_append(
             job,
             event_type=event_type,

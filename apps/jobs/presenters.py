@@ -72,6 +72,8 @@ def v1_batch_result(batch_id, summary: BatchSummary, entries: list[dict]) -> dic
 
 
 def v1_batch_status_body(batch, jobs: list[Job], summary: BatchSummary, models: dict) -> dict:
+    """The batch status without its ``timestamp`` (added as it is sent: the rest may be kept
+    and sent again while the batch does not change, see status_cache)."""
     entries = [v1_file_entry(job, models.get(job.id)) for job in jobs]
     done = summary.succeeded + summary.failed + summary.canceled
     body: dict[str, Any] = {
@@ -89,7 +91,6 @@ def v1_batch_status_body(batch, jobs: list[Job], summary: BatchSummary, models: 
         "failed_files": summary.failed,
         "message": f"{done} of {summary.total} files processed",
         "files": entries,
-        "timestamp": timezone.now().isoformat(),
     }
     if summary.finished:
         body["result"] = v1_batch_result(batch.id, summary, entries)

@@ -17,6 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.core.errors import InvalidInput, ServiceError
+from apps.jobs import status_cache
 from apps.jobs.actors import job_run as job_run_actor
 from apps.jobs.events import job_change, job_events_record_created
 from apps.jobs.models import IdempotencyRecord, Job
@@ -194,6 +195,7 @@ def _jobs_create(*, batch, images, generator: Generator, params: dict[str, Any])
     for job, image in zip(jobs, images, strict=True):
         job.source_image = image
     job_events_record_created(jobs)
+    status_cache.version_bump(batch.id)
     for job in jobs:
         # robust: a broker hiccup after the commit is logged, not raised into the request
         # (which would discard the files of a batch that exists); the reaper re-sends.
@@ -329,6 +331,8 @@ def files_cleanup(*, older_than: timedelta, dry_run: bool = False, batch_size: i
                 totals["files"] += 1
                 totals["bytes"] += size
                 jobs.add(job_id)
+        if jobs and not dry_run:
+            status_cache.version_bump(*_batch_ids(jobs))
         totals["jobs"] += len(jobs)
     # An original goes once no job that uses it is unfinished or recent.
     busy = Job.objects.exclude(status__in=Job.TERMINAL) | Job.objects.filter(
@@ -365,7 +369,13 @@ def jobs_files_delete(*, job_ids: list) -> dict:
             default_storage.delete(artifact.file.name)
             totals["files"] += 1
             totals["bytes"] += artifact.size
+    if totals["files"]:
+        status_cache.version_bump(*_batch_ids(job_ids))
     return totals
+
+
+def _batch_ids(job_ids) -> list:
+    return list(Job.objects.filter(pk__in=list(job_ids)).values_list("batch_id", flat=True))
 
 
 # --- deletion ------------------------------------------------------------------------------------
