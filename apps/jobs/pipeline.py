@@ -27,6 +27,7 @@ from django.utils import timezone
 from dramatiq import Retry
 from dramatiq.middleware import TimeLimitExceeded
 
+from apps.jobs import status_cache
 from apps.jobs.events import job_change
 from apps.jobs.models import Artifact, Job, WorkerHeartbeat
 from apps.jobs.providers import generator_get
@@ -264,6 +265,7 @@ def _store_outputs(job: Job, outputs: list[Output]) -> None:
     if finished is None:
         with transaction.atomic():
             artifacts_write(job)
+            status_cache.version_bump(job.batch_id)  # job_change bumps for the other path
 
 
 def job_finish(job_id, *, status: str, message: str = "", with_change=None) -> Job | None:

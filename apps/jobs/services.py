@@ -322,17 +322,19 @@ def files_cleanup(*, older_than: timedelta, dry_run: bool = False, batch_size: i
     artifacts = Artifact.objects.filter(job__in=old_jobs, expired_at__isnull=True).order_by("pk")
     for chunk in _chunks(list(artifacts.values_list("pk", "file", "size", "job_id")), batch_size):
         jobs = set()
-        for pk, name, size, job_id in chunk:
-            if dry_run or Artifact.objects.filter(pk=pk, expired_at__isnull=True).update(
-                expired_at=timezone.now()
-            ):
-                if not dry_run:
-                    default_storage.delete(name)
-                totals["files"] += 1
-                totals["bytes"] += size
-                jobs.add(job_id)
-        if jobs and not dry_run:
-            status_cache.version_bump(*_batch_ids(jobs))
+        try:
+            for pk, name, size, job_id in chunk:
+                if dry_run or Artifact.objects.filter(pk=pk, expired_at__isnull=True).update(
+                    expired_at=timezone.now()
+                ):
+                    jobs.add(job_id)
+                    if not dry_run:
+                        default_storage.delete(name)
+                    totals["files"] += 1
+                    totals["bytes"] += size
+        finally:  # a failed file delete still leaves its row expired
+            if jobs and not dry_run:
+                status_cache.version_bump(*_batch_ids(jobs))
         totals["jobs"] += len(jobs)
     # An original goes once no job that uses it is unfinished or recent.
     busy = Job.objects.exclude(status__in=Job.TERMINAL) | Job.objects.filter(
@@ -362,15 +364,19 @@ def jobs_files_delete(*, job_ids: list) -> dict:
     from apps.jobs.models import Artifact
 
     totals = {"files": 0, "bytes": 0}
-    for artifact in Artifact.objects.filter(job_id__in=job_ids, expired_at__isnull=True):
-        if Artifact.objects.filter(pk=artifact.pk, expired_at__isnull=True).update(
-            expired_at=timezone.now()
-        ):
-            default_storage.delete(artifact.file.name)
-            totals["files"] += 1
-            totals["bytes"] += artifact.size
-    if totals["files"]:
-        status_cache.version_bump(*_batch_ids(job_ids))
+    expired = False
+    try:
+        for artifact in Artifact.objects.filter(job_id__in=job_ids, expired_at__isnull=True):
+            if Artifact.objects.filter(pk=artifact.pk, expired_at__isnull=True).update(
+                expired_at=timezone.now()
+            ):
+                expired = True
+                default_storage.delete(artifact.file.name)
+                totals["files"] += 1
+                totals["bytes"] += artifact.size
+    finally:  # a failed file delete still leaves its row expired
+        if expired:
+            status_cache.version_bump(*_batch_ids(job_ids))
     return totals
 
 

@@ -9,14 +9,16 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+import trimesh
 from django.core.cache import cache
 from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from apps.jobs import services, status_cache
+from apps.jobs import pipeline, services, status_cache
 from apps.jobs.events import job_change
 from apps.jobs.models import Job
+from apps.jobs.providers.base import Output
 from apps.uploads.models import Batch
 from tests.conftest import sample, wait_for_jobs
 
@@ -175,15 +177,19 @@ def test_a_read_inside_a_transaction_neither_uses_nor_keeps_a_body(alice_api, br
     assert batch_reads(status_queries(alice_api, batch_id)[1]) == 0
 
 
-def test_a_rolled_back_change_leaves_the_remembered_body_right(alice_api, broker):
+def test_outputs_stored_after_the_job_stopped_running_are_shown(alice_api, broker):
+    # A worker that lost its job (reaped while it stalled) still records the outputs it stored.
+    # Its "storing" change bumps too; the artifacts' own bump covers a read between the two.
     batch_id = upload(alice_api, ["coffee.png"])
-    before = status(alice_api, batch_id)
-    job = Job.objects.get(batch_id=batch_id)
-    with pytest.raises(RuntimeError), transaction.atomic():
-        job_change(job.pk, changes={"progress": 55}, event_type="progress")
-        raise RuntimeError("the change is given up")
-    after = status(alice_api, batch_id)
-    assert after["files"][0]["progress"] == before["files"][0]["progress"]
+    job = Job.objects.select_related("source_image").get(batch_id=batch_id)
+    pipeline.job_fail(job.pk, code="WORKER_LOST", message="The worker running this job stopped.")
+    assert status(alice_api, batch_id)["files"][0]["download_url"] is None
+    glb = trimesh.creation.box().export(file_type="glb")
+    output = Output(kind="model", format="glb", content_type="model/gltf-binary", data=glb)
+    pipeline._store_outputs(job, [output])
+    entry = status(alice_api, batch_id)["files"][0]
+    assert entry["status"] == "failed"
+    assert entry["download_url"] == f"/api/v1/download/{batch_id}/coffee.glb"
 
 
 def test_status_cache_off_reads_every_time_and_writers_still_bump(alice_api, broker, settings):
