@@ -45,6 +45,10 @@ PROGRESS_MIN_INTERVAL_SECONDS = 0.25
 MAX_RETRY_AFTER_SECONDS = 600
 GENERATOR_SHARE = 90  # percent of a job's progress bar that belongs to the generator
 CANCEL_CHECK_INTERVAL_SECONDS = 1.0
+# Storing outputs smaller than this takes milliseconds: the job goes straight to done instead
+# of reporting a "storing" stage that the next event replaces at once (one state change, one
+# event and their round trips less per job).
+STORING_STAGE_MIN_BYTES = 8 * 1024 * 1024
 
 
 class TransientJobError(Retry):
@@ -222,11 +226,12 @@ _ARTIFACT_UPDATED_FIELDS = [
 
 
 def _store_outputs(job: Job, outputs: list[Output]) -> None:
-    job_change(
-        job.id,
-        changes={"stage": "storing", "progress": 95, "message": "Storing the model"},
-        event_type="progress",
-    )
+    if sum(len(output.data) for output in outputs) >= STORING_STAGE_MIN_BYTES:
+        job_change(
+            job.id,
+            changes={"stage": "storing", "progress": 95, "message": "Storing the model"},
+            event_type="progress",
+        )
     stem = job.source_image.output_stem
     artifacts: dict[tuple[str, str], Artifact] = {}  # the last output of a kind and format wins
     for output in outputs:

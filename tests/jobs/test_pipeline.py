@@ -242,3 +242,21 @@ def test_a_job_canceled_while_its_worker_was_lost_ends_canceled(alice_api, broke
     wait_for_jobs(broker, worker)  # the re-queued message arrives
     job.refresh_from_db()
     assert job.status == "canceled"
+
+
+@pytest.mark.parametrize(
+    ("size", "storing"), [(1_000, False), (pipeline.STORING_STAGE_MIN_BYTES, True)]
+)
+def test_the_storing_stage_is_reported_only_for_large_outputs(alice_api, broker, size, storing):
+    job = Job.objects.get(pk=upload(alice_api, ["coffee.png"])["uploaded_files"][0]["task_id"])
+    job = pipeline.job_claim(job.pk)
+    output = pipeline.Output(
+        kind="model", format="glb", content_type="model/gltf-binary", data=b"\0" * size
+    )
+    pipeline._store_outputs(job, [output])
+    stages = [event.payload["stage"] for event in job.events.order_by("seq")]
+    assert stages[-1] == "done"
+    assert ("storing" in stages) is storing
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED
+    assert job.artifacts.get(kind="model").size == size
