@@ -208,7 +208,8 @@ if SERVICES_MODE:
     }
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            # channels_redis's layer with group_send_many for the event pushes (decision 0026)
+            "BACKEND": "apps.core.channel_layer.BatchingRedisChannelLayer",
             "CONFIG": {
                 # Receives block on the server for up to 5 s (BZPOPMIN); redis-py's own
                 # default read timeout is also 5 s, which would race it and drop streams.
