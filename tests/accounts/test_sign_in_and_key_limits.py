@@ -21,9 +21,11 @@ def client_from_somewhere() -> Client:
 
 @pytest.mark.parametrize("path", ["/accounts/login/", "/admin/login/"])
 def test_guessing_one_user_s_password_is_stopped(path, settings, django_user_model):
-    settings.RATE_LIMIT_LOGIN_USER = "3/m"
-    settings.RATE_LIMIT_LOGIN_IP = "100/m"
-    # A name of its own: the counters live in the shared cache for the rest of the minute.
+    # Per hour: a fixed window of a minute could end between the attempts (each hashes a
+    # password), and the fourth would then count as the first of a new window.
+    settings.RATE_LIMIT_LOGIN_USER = "3/h"
+    settings.RATE_LIMIT_LOGIN_IP = "100/h"
+    # A name of its own: the counters live in the shared cache for the rest of the hour.
     name = f"carol{random.randint(0, 10**9)}"
     django_user_model.objects.create_user(name, password="carol-password-1", is_staff=True)
     answers = [
@@ -42,8 +44,8 @@ def test_guessing_one_user_s_password_is_stopped(path, settings, django_user_mod
 
 
 def test_one_address_guessing_many_users_is_stopped(settings, alice):
-    settings.RATE_LIMIT_LOGIN_USER = "100/m"
-    settings.RATE_LIMIT_LOGIN_IP = "2/m"
+    settings.RATE_LIMIT_LOGIN_USER = "100/h"
+    settings.RATE_LIMIT_LOGIN_IP = "2/h"  # an hour's window: the attempts never straddle two
     client = client_from_somewhere()
     codes = [
         client.post("/accounts/login/", {"username": f"user{n}", "password": "x"}).status_code

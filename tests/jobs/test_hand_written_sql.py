@@ -124,15 +124,15 @@ def test_the_rate_limit_counter_is_django_ratelimits(alice_key):
     request.api_key, request.owner = api_key, api_key.owner
     group = "api-hand-written-sql"
     usages = [
-        get_usage(request, group=group, key=limits._identity, rate="5/m", increment=True),
-        limits._usage(request, group, "5/m"),
-        get_usage(request, group=group, key=limits._identity, rate="5/m", increment=True),
-        limits._usage(request, group, "5/m"),
+        get_usage(request, group=group, key=limits._identity, rate="5/h", increment=True),
+        limits._usage(request, group, "5/h"),
+        get_usage(request, group=group, key=limits._identity, rate="5/h", increment=True),
+        limits._usage(request, group, "5/h"),
     ]
     assert [usage["count"] for usage in usages] == [1, 2, 3, 4]
     assert all(usage["limit"] == 5 and not usage["should_limit"] for usage in usages)
-    assert limits._usage(request, group, "5/m")["count"] == 5
-    assert limits._usage(request, group, "5/m")["should_limit"]
+    assert limits._usage(request, group, "5/h")["count"] == 5
+    assert limits._usage(request, group, "5/h")["should_limit"]
 
 
 def test_a_counter_made_by_the_script_expires_and_reads_the_other_key(settings):

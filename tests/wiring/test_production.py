@@ -32,7 +32,7 @@ def production_env(tmp_path, database_name: str | None = None) -> dict[str, str]
             "STATIC_ROOT": str(tmp_path / "static"),
             "CORS_ALLOWED_ORIGINS": ORIGIN,
             "TRUST_X_FORWARDED_PROTO": "true",
-            "RATE_LIMIT_UPLOADS": "3/m",
+            "RATE_LIMIT_UPLOADS": "3/h",  # an hour's window: the uploads never straddle two
             "PYTHONUNBUFFERED": "1",
         }
     )
