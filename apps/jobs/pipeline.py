@@ -48,7 +48,7 @@ CANCEL_CHECK_INTERVAL_SECONDS = 1.0
 # Storing outputs smaller than this takes milliseconds: the job goes straight to done instead
 # of reporting a "storing" stage that the next event replaces at once (one state change, one
 # event and their round trips less per job).
-STORING_STAGE_MIN_BYTES = 8 * 1024 * 1024
+STORING_STAGE_MIN_BYTES = 8_000_000
 
 
 class TransientJobError(Retry):
@@ -227,10 +227,11 @@ _ARTIFACT_UPDATED_FIELDS = [
 
 def _store_outputs(job: Job, outputs: list[Output]) -> None:
     if sum(len(output.data) for output in outputs) >= STORING_STAGE_MIN_BYTES:
-        job_change(
+        job_change(  # not for a job that ended meanwhile (canceled, reaped): it keeps its state
             job.id,
             changes={"stage": "storing", "progress": 95, "message": "Storing the model"},
             event_type="progress",
+            only_if=Q(status=Job.Status.RUNNING),
         )
     stem = job.source_image.output_stem
     artifacts: dict[tuple[str, str], Artifact] = {}  # the last output of a kind and format wins

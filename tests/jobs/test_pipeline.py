@@ -260,3 +260,16 @@ def test_the_storing_stage_is_reported_only_for_large_outputs(alice_api, broker,
     job.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED
     assert job.artifacts.get(kind="model").size == size
+
+
+def test_a_job_that_ended_meanwhile_keeps_its_state_when_its_outputs_are_stored(alice_api, broker):
+    job = Job.objects.get(pk=upload(alice_api, ["coffee.png"])["uploaded_files"][0]["task_id"])
+    job = pipeline.job_claim(job.pk)
+    pipeline.job_fail(job.pk, code="WORKER_LOST", message="The worker running this job stopped.")
+    big = b"\0" * pipeline.STORING_STAGE_MIN_BYTES
+    output = pipeline.Output(kind="model", format="glb", content_type="model/gltf-binary", data=big)
+    pipeline._store_outputs(job, [output])
+    job.refresh_from_db()
+    assert (job.status, job.stage, job.error_code) == (Job.Status.FAILED, "failed", "WORKER_LOST")
+    assert "storing" not in [event.payload["stage"] for event in job.events.all()]
+    assert job.artifacts.get(kind="model").size == len(big)  # its files stay known

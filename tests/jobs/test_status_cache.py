@@ -179,7 +179,6 @@ def test_a_read_inside_a_transaction_neither_uses_nor_keeps_a_body(alice_api, br
 
 def test_outputs_stored_after_the_job_stopped_running_are_shown(alice_api, broker):
     # A worker that lost its job (reaped while it stalled) still records the outputs it stored.
-    # Its "storing" change bumps too; the artifacts' own bump covers a read between the two.
     batch_id = upload(alice_api, ["coffee.png"])
     job = Job.objects.select_related("source_image").get(batch_id=batch_id)
     pipeline.job_fail(job.pk, code="WORKER_LOST", message="The worker running this job stopped.")
