@@ -14,34 +14,28 @@ from __future__ import annotations
 
 import copy
 import logging
-import secrets
-import threading
-import time
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import caches
 
 from apps.accounts.models import ApiKey
+from apps.core.memory import ProcessMemory, new_version
 
 logger = logging.getLogger("image2model.accounts")
 
 VERSION_KEY = "accounts:auth-version"
-# A remembered key is read again after this long even when the version did not change: the
-# bound for a change made behind the signals' back (a queryset ``update()`` in a shell).
-MAX_AGE_SECONDS = 60.0
-MAX_ENTRIES = 10_000
 
 
 @dataclass(frozen=True)
 class Remembered:
     api_key: ApiKey  # with its owner; never handed out itself (see ``fresh_copy``)
     version: int
-    stored_at: float
 
 
-_remembered: dict[str, Remembered] = {}
-_lock = threading.Lock()
+# By prefix. A remembered key is read again after 60 s even when the version did not change:
+# the bound for a change made behind the signals' back (a queryset ``update()`` in a shell).
+remembered = ProcessMemory(max_entries=10_000, max_age=60.0)
 
 
 def auth_cache():
@@ -56,36 +50,27 @@ def usable() -> bool:
 
 
 def recall(prefix: str) -> Remembered | None:
-    entry = _remembered.get(prefix)
-    if entry is not None and time.monotonic() - entry.stored_at > MAX_AGE_SECONDS:
-        forget(prefix)
-        return None
-    return entry
+    return remembered.get(prefix)
 
 
 def remember(api_key: ApiKey, version: int) -> None:
-    with _lock:
-        if len(_remembered) >= MAX_ENTRIES and api_key.prefix not in _remembered:
-            _remembered.clear()
-        _remembered[api_key.prefix] = Remembered(api_key, version, time.monotonic())
+    remembered.put(api_key.prefix, Remembered(api_key, version))
 
 
 def note_last_used(api_key: ApiKey) -> None:
     """Carry a request's ``last_used_at`` over to the remembered key, so the next request of
     this process does not write it again (api_key_touch writes at most once a minute)."""
-    entry = _remembered.get(api_key.prefix)
+    entry = remembered.get(api_key.prefix)
     if entry is not None and entry.api_key.pk == api_key.pk:
         entry.api_key.last_used_at = api_key.last_used_at
 
 
 def forget(prefix: str) -> None:
-    with _lock:
-        _remembered.pop(prefix, None)
+    remembered.forget(prefix)
 
 
 def forget_all() -> None:
-    with _lock:
-        _remembered.clear()
+    remembered.clear()
 
 
 def fresh_copy(api_key: ApiKey) -> ApiKey:
@@ -102,7 +87,7 @@ def version_current() -> int | None:
     try:
         version = cache.get(VERSION_KEY)
         if version is None:
-            cache.add(VERSION_KEY, _new_version(), timeout=None)
+            cache.add(VERSION_KEY, new_version(), timeout=None)
             version = cache.get(VERSION_KEY)
     except Exception:  # the cache is down: nothing is remembered
         logger.warning("auth version not read: cache unavailable", exc_info=True)
@@ -113,13 +98,9 @@ def version_current() -> int | None:
 def version_bump() -> None:
     """A new auth version: every process reads its remembered keys again."""
     try:
-        auth_cache().set(VERSION_KEY, _new_version(), timeout=None)
+        auth_cache().set(VERSION_KEY, new_version(), timeout=None)
     except Exception:
-        # Remembered keys stay trusted for at most MAX_AGE_SECONDS, and not at all while the
+        # Remembered keys stay trusted for at most their max age (60 s), and not while the
         # cache (and with it the version read) is unavailable.
         logger.error("auth version not changed: cache unavailable", exc_info=True)
     forget_all()
-
-
-def _new_version() -> int:
-    return secrets.randbits(62) + 1  # an int: Django's Redis cache stores it as plain digits

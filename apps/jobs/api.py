@@ -124,19 +124,11 @@ def _batch_for(request: HttpRequest, task_id: str):
 @status_router.get("/tasks/{task_id}/status", summary="Status of a batch and of each file")
 def task_status(request: HttpRequest, task_id: str):
     batch_id = parse_uuid(task_id, message=INVALID_TASK_ID)
-    owner_id = request.owner.pk
-    version = None
-    if not status_cache.in_transaction():
-        version = status_cache.version_current(batch_id)  # read before the rows (status_cache)
-    body = status_cache.recall(batch_id, owner_id, version)
-    if body is None or status_cache.VERIFY:
-        read = _task_status_read(batch_id, request.owner)
-        if body is not None and body != read:
-            raise AssertionError(f"batch {batch_id}: remembered status {body} != read {read}")
-        if read is None:
-            raise NotFound("Task not found")
-        body = read
-        status_cache.remember(batch_id, owner_id, version, body)
+    body = status_cache.body(
+        batch_id, request.owner.pk, read=lambda: _task_status_read(batch_id, request.owner)
+    )
+    if body is None:
+        raise NotFound("Task not found")
     return {**body, "timestamp": timezone.now().isoformat()}
 
 

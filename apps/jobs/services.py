@@ -195,7 +195,6 @@ def _jobs_create(*, batch, images, generator: Generator, params: dict[str, Any])
     for job, image in zip(jobs, images, strict=True):
         job.source_image = image
     job_events_record_created(jobs)
-    status_cache.version_bump(batch.id)
     for job in jobs:
         # robust: a broker hiccup after the commit is logged, not raised into the request
         # (which would discard the files of a batch that exists); the reaper re-sends.

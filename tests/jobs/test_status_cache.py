@@ -145,7 +145,7 @@ def test_a_remembered_body_is_read_again_after_its_max_age(
 ):
     batch_id = upload(alice_api, ["coffee.png"])
     status(alice_api, batch_id)
-    monkeypatch.setattr(status_cache, "MAX_AGE_SECONDS", 0.0)
+    monkeypatch.setattr(status_cache.remembered, "max_age", 0.0)
     assert batch_reads(status_queries(alice_api, batch_id)[1]) == 1
 
 
